@@ -1,0 +1,1 @@
+"""The ``hyok`` command line."""

@@ -1,0 +1,1 @@
+"""Code shared by the KMS service, the XKI proxy and the key-manager backends."""

@@ -1,0 +1,231 @@
+"""Typed proxy configuration, read from a TOML file and checked before use.
+
+Relative paths in the file are resolved against the file's own directory, so a
+data directory written by ``hyok xki init`` can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hyok.common.errors import ConfigError
+
+__all__ = [
+    "AdminSettings",
+    "AuditSettings",
+    "BackendSettings",
+    "FileBackendSettings",
+    "KeyStoreSettings",
+    "ProxySettings",
+    "SecretSource",
+    "ServerSettings",
+    "load_settings",
+]
+
+# XKS v1: the URI path (prefix plus /kms/xks/v1) is at most 128 characters of
+# letters, digits, '/', '-' and '_'.
+XKS_PATH_SUFFIX = "/kms/xks/v1"
+_PREFIX = re.compile(r"(/[A-Za-z0-9_-]+)*")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretSource(_Model):
+    """Where a secret comes from: an environment variable, a file, or both (the variable wins)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSource:
+        if not self.env and self.file is None:
+            raise ValueError("set 'env' (an environment variable name) or 'file' (a path)")
+        return self
+
+
+class ServerSettings(_Model):
+    """The XKS listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    cert_file: Path
+    key_file: Path
+    min_tls_version: Literal["1.2", "1.3"] = "1.2"
+    # mTLS: both set, or neither.
+    client_ca_file: Path | None = None
+    client_subjects: list[str] = Field(default_factory=list)
+    # Deadline for the backend call of one request, below the 250 ms budget of the KMS.
+    request_deadline_ms: int = Field(200, ge=1, le=60_000)
+    # Bound of one request body; the largest valid XKS request is about 25 KB.
+    max_body_bytes: int = Field(65_536, ge=16_384, le=1_048_576)
+    backend_threads: int = Field(16, ge=1, le=256)
+    metrics: bool = True
+
+    @model_validator(mode="after")
+    def _mtls_pair(self) -> ServerSettings:
+        if self.client_subjects and self.client_ca_file is None:
+            raise ValueError("client_subjects needs client_ca_file (the CA of client certificates)")
+        if self.client_ca_file is not None and not self.client_subjects:
+            raise ValueError(
+                "client_ca_file needs client_subjects, the allowed subject names such as "
+                "'CN=kms.example.internal'"
+            )
+        return self
+
+
+class AdminSettings(_Model):
+    """The admin listener: key management in the backend, authenticated by a bearer token."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8444, ge=0, le=65535)
+    token: SecretSource
+
+
+class AuditSettings(_Model):
+    """Audit log destination: a file path, or "-" for standard output."""
+
+    file: str = "-"
+
+
+class FileBackendSettings(_Model):
+    type: Literal["file"]
+    path: Path
+    passphrase: SecretSource
+    # scrypt cost exponent (N = 2**cost); lower it only for tests.
+    kdf_cost: int = Field(17, ge=10, le=22)
+
+
+BackendSettings = Annotated[FileBackendSettings, Field(discriminator="type")]
+
+
+class KeyStoreSettings(_Model):
+    """One logical key store: a URI path prefix with its own keys, backend and credentials."""
+
+    name: str
+    path_prefix: str = ""
+    region: str = "cn-hangzhou"
+    backend: str
+    # Glob patterns of the external key IDs this key store may use.
+    keys: list[str] = Field(default_factory=lambda: ["*"])
+    credentials_file: Path
+    # Requests per second for the whole key store; 0 disables the limit.
+    rate_limit: float = Field(0, ge=0)
+    rate_burst: int = Field(0, ge=0)
+    cedar_policy_file: Path | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("use 1 to 64 letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not _PREFIX.fullmatch(value):
+            raise ValueError(
+                "use '' or segments such as '/keystores/team-a' of letters, digits, '-' and '_'"
+            )
+        if len(value + XKS_PATH_SUFFIX) > 128:
+            raise ValueError(f"the URI path {value + XKS_PATH_SUFFIX!r} exceeds 128 characters")
+        return value
+
+    @property
+    def uri_path(self) -> str:
+        """The XksProxyUriPath a KMS is configured with."""
+        return self.path_prefix + XKS_PATH_SUFFIX
+
+
+class ProxySettings(_Model):
+    """The whole proxy configuration."""
+
+    server: ServerSettings
+    admin: AdminSettings | None = None
+    audit: AuditSettings = AuditSettings()
+    # Passphrase that seals the credential files.
+    secrets: SecretSource
+    backends: dict[str, BackendSettings]
+    keystores: list[KeyStoreSettings]
+    # The file these settings came from; set by load_settings.
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> ProxySettings:
+        if not self.keystores:
+            raise ValueError("configure at least one [[keystores]] entry")
+        names: set[str] = set()
+        prefixes: set[str] = set()
+        for store in self.keystores:
+            if store.name in names:
+                raise ValueError(f"key store name {store.name!r} is used twice")
+            if store.path_prefix in prefixes:
+                raise ValueError(f"path_prefix {store.path_prefix!r} is used by two key stores")
+            if store.backend not in self.backends:
+                known = ", ".join(sorted(self.backends)) or "none"
+                raise ValueError(
+                    f"key store {store.name!r} names backend {store.backend!r}; "
+                    f"configured backends: {known}"
+                )
+            names.add(store.name)
+            prefixes.add(store.path_prefix)
+        return self
+
+    def keystore(self, name: str) -> KeyStoreSettings:
+        for store in self.keystores:
+            if store.name == name:
+                return store
+        known = ", ".join(s.name for s in self.keystores)
+        raise ConfigError(f"no key store named {name!r}; configured: {known}")
+
+
+def _resolve_paths(value: Any, base: Path) -> Any:
+    if isinstance(value, dict):
+        return {key: _resolve_paths(item, base) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolve_paths(item, base) for item in value]
+    if isinstance(value, Path) and not value.is_absolute():
+        return base / value
+    return value
+
+
+def _absolute(model: BaseModel, base: Path) -> Any:
+    data = model.model_dump()
+    return type(model).model_validate(_resolve_paths(data, base))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"{where}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(path: Path) -> ProxySettings:
+    """Read and check a proxy configuration file; raise ConfigError naming each bad key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} does not exist; create one with 'hyok xki init --dir DIR'"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    try:
+        settings = ProxySettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration in {path}: {_describe(exc)}") from None
+    resolved = _absolute(settings, path.resolve().parent)
+    return resolved.model_copy(update={"source": path.resolve()})  # type: ignore[no-any-return]
