@@ -89,6 +89,9 @@ class AdminSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8444, ge=0, le=65535)
     token: SecretSource
+    # CA certificate that local tools (``hyok kmi``) trust for this listener,
+    # which serves the same certificate as the XKS listener.
+    ca_file: Path | None = None
 
 
 class AuditSettings(_Model):
