@@ -68,6 +68,10 @@ class ServerSettings(_Model):
     # Bound of one request body; the largest valid XKS request is about 25 KB.
     max_body_bytes: int = Field(65_536, ge=16_384, le=1_048_576)
     backend_threads: int = Field(16, ge=1, le=256)
+    # How long a deep health check result is reused; XKS allows at most 60 s.
+    health_cache_seconds: float = Field(10.0, ge=0.0, le=60.0)
+    # The xksProxyFleetSize reported by health: how many proxy nodes serve this endpoint.
+    fleet_size: int = Field(1, ge=1, le=1000)
     metrics: bool = True
 
     @model_validator(mode="after")
@@ -105,7 +109,7 @@ class FileBackendSettings(_Model):
     path: Path
     passphrase: SecretSource
     # scrypt cost exponent (N = 2**cost); lower it only for tests.
-    kdf_cost: int = Field(17, ge=10, le=22)
+    kdf_cost: int = Field(17, ge=10, le=20)
 
 
 BackendSettings = Annotated[FileBackendSettings, Field(discriminator="type")]
@@ -230,5 +234,11 @@ def load_settings(path: Path) -> ProxySettings:
         settings = ProxySettings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration in {path}: {_describe(exc)}") from None
-    resolved = _absolute(settings, path.resolve().parent)
+    base = path.resolve().parent
+    resolved = _absolute(settings, base)
+    audit_file = resolved.audit.file
+    if audit_file != "-" and not Path(audit_file).is_absolute():
+        resolved = resolved.model_copy(
+            update={"audit": AuditSettings(file=str(base / audit_file))}
+        )
     return resolved.model_copy(update={"source": path.resolve()})  # type: ignore[no-any-return]

@@ -1,0 +1,200 @@
+"""``hyok xki``: set up and run the XKI proxy, and manage its SigV4 credentials."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from hyok.common.secrets import read_secret
+from hyok.xki.settings import ProxySettings, load_settings
+
+__all__ = ["xki"]
+
+
+def _settings(data_dir: Path | None, config: Path | None) -> ProxySettings:
+    from hyok.cli._common import resolve_config_path
+
+    return load_settings(resolve_config_path(data_dir, config))
+
+
+_data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path, file_okay=False),
+    help="Directory written by 'hyok xki init' (contains xki.toml).",
+)
+_config_option = click.option(
+    "--config", "config", type=click.Path(path_type=Path, dir_okay=False),
+    help="Proxy configuration file (TOML).",
+)
+
+
+@click.group()
+def xki() -> None:
+    """The XKI proxy: the XKS proxy API v1 in front of your key manager."""
+
+
+@xki.command()
+@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory to create the configuration in; must not hold one already.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the XKS listener binds to.")
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the XKS listener.")
+@click.option("--admin-port", default=8444, show_default=True, type=click.IntRange(0, 65535),
+              help="Port of the admin listener (always bound to 127.0.0.1).")
+@click.option("--region", default="cn-hangzhou", show_default=True,
+              help="Region in the SigV4 credential scope the KMS signs with.")
+@click.option("--path-prefix", default="", show_default=True,
+              help="URI path prefix of the key store, such as /keystores/team-a.")
+@click.option("--key-id", default=None, help="ID of the first key (default: a generated UUID).")
+@click.option("--hostname", "hostnames", multiple=True,
+              help="Extra DNS name or IP address for the server certificate (repeatable).")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def init(directory: Path, host: str, port: int, admin_port: int, region: str, path_prefix: str,
+         key_id: str | None, hostnames: tuple[str, ...], output: str) -> None:
+    """Write a working configuration: CA and server certificate, a file keystore with one key,
+    a SigV4 credential, and the proxy configuration file a KMS needs."""
+    from hyok.common.ids import validate_key_id
+    from hyok.xki.bootstrap import InitOptions, initialise
+    from hyok.xki.settings import KeyStoreSettings
+
+    if key_id is not None:
+        validate_key_id(key_id)
+    try:
+        KeyStoreSettings.model_validate({"name": "default", "path_prefix": path_prefix,
+                                         "backend": "local", "credentials_file": "x"})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).splitlines()[-1], param_hint="--path-prefix") from None
+    result = initialise(InitOptions(
+        directory=directory, host=host, port=port, admin_port=admin_port, region=region,
+        path_prefix=path_prefix, key_id=key_id, hostnames=hostnames,
+    ))
+    document = json.loads(result.proxy_configuration_path.read_text())
+    if output == "json":
+        click.echo(json.dumps({
+            "config": str(result.config_path),
+            "endpoint": result.endpoint,
+            "keyId": result.key_id,
+            "caFile": str(result.ca_file),
+            "proxyConfiguration": document,
+        }, indent=2))
+        return
+    click.echo(f"Wrote {result.config_path}")
+    click.echo(f"XKS endpoint:   {result.endpoint}  (CA certificate: {result.ca_file})")
+    click.echo(f"URI path:       {result.uri_path}")
+    click.echo(f"First key ID:   {result.key_id}")
+    click.echo(f"Proxy configuration for the KMS ({result.proxy_configuration_path}):")
+    click.echo(json.dumps(document, indent=2))
+    click.echo(f"Start the proxy with: hyok xki serve --config {result.config_path}")
+
+
+@xki.command()
+@_data_dir_option
+@_config_option
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+def serve(data_dir: Path | None, config: Path | None, log_level: str) -> None:
+    """Run the proxy until interrupted. SIGHUP or a changed credential file reloads credentials."""
+    from hyok.cli._common import resolve_config_path
+    from hyok.xki.server import serve as run
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run(resolve_config_path(data_dir, config))
+
+
+@xki.group()
+def credentials() -> None:
+    """List, add and remove the SigV4 credentials of a key store."""
+
+
+def _credential_file(settings: ProxySettings, store: str | None):  # type: ignore[no-untyped-def]
+    from hyok.common.sealed import Sealer
+    from hyok.xki.credentials import CredentialFile
+
+    if store is None:
+        if len(settings.keystores) != 1:
+            names = ", ".join(s.name for s in settings.keystores)
+            raise click.UsageError(f"several key stores are configured ({names}); pass --store")
+        keystore = settings.keystores[0]
+    else:
+        keystore = settings.keystore(store)
+    passphrase = read_secret(env=settings.secrets.env, file=settings.secrets.file,
+                             what="secrets passphrase")
+    return keystore, CredentialFile(keystore.credentials_file, Sealer(passphrase))
+
+
+_store_option = click.option(
+    "--store", default=None, help="Key store name (default: the only one)."
+)
+_output_option = click.option("--output", type=click.Choice(["table", "json"]), default="table",
+                              show_default=True)
+
+
+@credentials.command("list")
+@_data_dir_option
+@_config_option
+@_store_option
+@_output_option
+def list_credentials(data_dir: Path | None, config: Path | None, store: str | None,
+                     output: str) -> None:
+    """Show access key IDs and their age (never the secrets)."""
+    settings = _settings(data_dir, config)
+    keystore, credential_file = _credential_file(settings, store)
+    now = datetime.now(UTC)
+    rows = [
+        {"accessKeyId": item.access_key_id, "createdAt": item.created_at.isoformat(),
+         "ageDays": round((now - item.created_at).total_seconds() / 86400, 1)}
+        for item in credential_file.load()
+    ]
+    if output == "json":
+        click.echo(json.dumps({"keyStore": keystore.name, "credentials": rows}, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['accessKeyId']}  created {row['createdAt']}  ({row['ageDays']} days)")
+
+
+@credentials.command("add")
+@_data_dir_option
+@_config_option
+@_store_option
+@click.option("--write", "write_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=None,
+              help="Also write the proxy configuration JSON to this file (mode 0600).")
+def add_credential(data_dir: Path | None, config: Path | None, store: str | None,
+                   write_path: Path | None) -> None:
+    """Add a new credential and print the proxy configuration that carries it.
+
+    The running proxy accepts it within a second. Give it to the KMS, then
+    remove the old credential.
+    """
+    from hyok.common.fileio import atomic_write
+    from hyok.xki.credentials import generate_credential, proxy_configuration
+
+    settings = _settings(data_dir, config)
+    keystore, credential_file = _credential_file(settings, store)
+    item = generate_credential()
+    credential_file.add(item)
+    text = json.dumps(proxy_configuration(keystore.uri_path, item.credential), indent=2) + "\n"
+    if write_path is not None:
+        atomic_write(write_path, text.encode("utf-8"), mode=0o600)
+    click.echo(text, nl=False)
+
+
+@credentials.command("remove")
+@_data_dir_option
+@_config_option
+@_store_option
+@click.argument("access_key_id")
+def remove_credential(data_dir: Path | None, config: Path | None, store: str | None,
+                      access_key_id: str) -> None:
+    """Remove a credential; requests signed with it fail from the next second on."""
+    settings = _settings(data_dir, config)
+    _, credential_file = _credential_file(settings, store)
+    remaining = credential_file.remove(access_key_id)
+    click.echo(f"Removed {access_key_id}; {len(remaining)} credential(s) remain.")
