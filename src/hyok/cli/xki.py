@@ -8,27 +8,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import pydantic
 
+from hyok.cli._common import (
+    OutputFormat,
+    config_options,
+    load_cli_settings,
+    output_option,
+    resolve_config_path,
+)
 from hyok.common.secrets import read_secret
-from hyok.xki.settings import ProxySettings, load_settings
+from hyok.xki.credentials import CredentialFile
+from hyok.xki.settings import KeyStoreSettings, ProxySettings
 
 __all__ = ["xki"]
-
-
-def _settings(data_dir: Path | None, config: Path | None) -> ProxySettings:
-    from hyok.cli._common import resolve_config_path
-
-    return load_settings(resolve_config_path(data_dir, config))
-
-
-_data_dir_option = click.option(
-    "--data-dir", type=click.Path(path_type=Path, file_okay=False),
-    help="Directory written by 'hyok xki init' (contains xki.toml).",
-)
-_config_option = click.option(
-    "--config", "config", type=click.Path(path_type=Path, dir_okay=False),
-    help="Proxy configuration file (TOML).",
-)
 
 
 @click.group()
@@ -59,15 +52,15 @@ def init(directory: Path, host: str, port: int, admin_port: int, region: str, pa
     a SigV4 credential, and the proxy configuration file a KMS needs."""
     from hyok.common.ids import validate_key_id
     from hyok.xki.bootstrap import InitOptions, initialise
-    from hyok.xki.settings import KeyStoreSettings
 
     if key_id is not None:
         validate_key_id(key_id)
     try:
         KeyStoreSettings.model_validate({"name": "default", "path_prefix": path_prefix,
                                          "backend": "local", "credentials_file": "x"})
-    except ValueError as exc:
-        raise click.BadParameter(str(exc).splitlines()[-1], param_hint="--path-prefix") from None
+    except pydantic.ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise click.BadParameter(reason, param_hint="--path-prefix") from None
     result = initialise(InitOptions(
         directory=directory, host=host, port=port, admin_port=admin_port, region=region,
         path_prefix=path_prefix, key_id=key_id, hostnames=hostnames,
@@ -92,13 +85,11 @@ def init(directory: Path, host: str, port: int, admin_port: int, region: str, pa
 
 
 @xki.command()
-@_data_dir_option
-@_config_option
+@config_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def serve(data_dir: Path | None, config: Path | None, log_level: str) -> None:
     """Run the proxy until interrupted. SIGHUP or a changed credential file reloads credentials."""
-    from hyok.cli._common import resolve_config_path
     from hyok.xki.server import serve as run
 
     logging.basicConfig(
@@ -113,9 +104,10 @@ def credentials() -> None:
     """List, add and remove the SigV4 credentials of a key store."""
 
 
-def _credential_file(settings: ProxySettings, store: str | None):  # type: ignore[no-untyped-def]
+def _credential_file(
+    settings: ProxySettings, store: str | None
+) -> tuple[KeyStoreSettings, CredentialFile]:
     from hyok.common.sealed import Sealer
-    from hyok.xki.credentials import CredentialFile
 
     if store is None:
         if len(settings.keystores) != 1:
@@ -132,19 +124,16 @@ def _credential_file(settings: ProxySettings, store: str | None):  # type: ignor
 _store_option = click.option(
     "--store", default=None, help="Key store name (default: the only one)."
 )
-_output_option = click.option("--output", type=click.Choice(["table", "json"]), default="table",
-                              show_default=True)
 
 
 @credentials.command("list")
-@_data_dir_option
-@_config_option
+@config_options
 @_store_option
-@_output_option
+@output_option
 def list_credentials(data_dir: Path | None, config: Path | None, store: str | None,
-                     output: str) -> None:
+                     output: OutputFormat) -> None:
     """Show access key IDs and their age (never the secrets)."""
-    settings = _settings(data_dir, config)
+    settings = load_cli_settings(data_dir, config)
     keystore, credential_file = _credential_file(settings, store)
     now = datetime.now(UTC)
     rows = [
@@ -152,7 +141,7 @@ def list_credentials(data_dir: Path | None, config: Path | None, store: str | No
          "ageDays": round((now - item.created_at).total_seconds() / 86400, 1)}
         for item in credential_file.load()
     ]
-    if output == "json":
+    if output is OutputFormat.JSON:
         click.echo(json.dumps({"keyStore": keystore.name, "credentials": rows}, indent=2))
         return
     for row in rows:
@@ -160,8 +149,7 @@ def list_credentials(data_dir: Path | None, config: Path | None, store: str | No
 
 
 @credentials.command("add")
-@_data_dir_option
-@_config_option
+@config_options
 @_store_option
 @click.option("--write", "write_path", type=click.Path(path_type=Path, dir_okay=False),
               default=None,
@@ -176,7 +164,7 @@ def add_credential(data_dir: Path | None, config: Path | None, store: str | None
     from hyok.common.fileio import atomic_write
     from hyok.xki.credentials import generate_credential, proxy_configuration
 
-    settings = _settings(data_dir, config)
+    settings = load_cli_settings(data_dir, config)
     keystore, credential_file = _credential_file(settings, store)
     item = generate_credential()
     credential_file.add(item)
@@ -187,14 +175,13 @@ def add_credential(data_dir: Path | None, config: Path | None, store: str | None
 
 
 @credentials.command("remove")
-@_data_dir_option
-@_config_option
+@config_options
 @_store_option
 @click.argument("access_key_id")
 def remove_credential(data_dir: Path | None, config: Path | None, store: str | None,
                       access_key_id: str) -> None:
     """Remove a credential; requests signed with it fail from the next second on."""
-    settings = _settings(data_dir, config)
+    settings = load_cli_settings(data_dir, config)
     _, credential_file = _credential_file(settings, store)
     remaining = credential_file.remove(access_key_id)
     click.echo(f"Removed {access_key_id}; {len(remaining)} credential(s) remain.")

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,13 +111,36 @@ rate_limit = 10000
 
 
 def initialise(options: InitOptions) -> InitResult:
-    """Create the data directory; refuse to touch one that already has a configuration."""
+    """Create the data directory; refuse to touch one that already has a configuration.
+
+    When a step fails, everything this call created is removed again.
+    """
     directory = options.directory
     config_path = directory / CONFIG_NAME
     if config_path.exists():
         raise ConfigError(
             f"{config_path} already exists; choose an empty directory or remove the old one"
         )
+    existed = directory.exists()
+    before = set(directory.rglob("*")) if existed else set()
+    try:
+        return _write_all(options)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            created = sorted(set(directory.rglob("*")) - before, reverse=True)
+            for path in created:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+
+
+def _write_all(options: InitOptions) -> InitResult:
+    directory = options.directory
+    config_path = directory / CONFIG_NAME
     for sub in ("", "secrets", "tls", "credentials", "logs"):
         (directory / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 

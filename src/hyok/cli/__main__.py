@@ -1,0 +1,5 @@
+"""Allow ``python -m hyok.cli``."""
+
+from hyok.cli.main import main
+
+main()
