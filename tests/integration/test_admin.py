@@ -899,3 +899,31 @@ def test_one_log_line_per_request(admin: LiveAdmin, caplog: pytest.LogCaptureFix
     assert "action=CreateKey" in lines[0]
     assert "keyId=k1" in lines[0]
     assert TOKEN not in caplog.text
+
+
+def test_repeated_bad_tokens_are_throttled() -> None:
+    import asyncio
+
+    from hyok.common.secrets import Secret as TokenSecret
+    from hyok.xki.admin import create_admin_app
+
+    token = "right-token-0123456789"
+    app = create_admin_app({}, token=TokenSecret(token), audit=lambda event: None)
+
+    async def run() -> tuple[list[int], httpx.Response]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://admin") as client:
+            statuses = [
+                (await client.get("/v1/backends",
+                                  headers={"Authorization": "Bearer wrong"})).status_code
+                for _ in range(11)
+            ]
+            blocked = await client.get("/v1/backends",
+                                       headers={"Authorization": f"Bearer {token}"})
+        return statuses, blocked
+
+    statuses, blocked = asyncio.run(run())
+    assert statuses[:10] == [401] * 10
+    assert statuses[10] == 429
+    assert blocked.status_code == 429
+    assert blocked.json()["code"] == "ThrottlingException"

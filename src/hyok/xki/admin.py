@@ -21,6 +21,7 @@ contains the token or key material.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
 import hmac
@@ -47,6 +48,7 @@ from hyok.common.errors import (
     InvalidUriPathError,
     MethodNotAllowedError,
     PayloadTooLargeError,
+    ThrottlingError,
     UnsupportedOperationError,
     ValidationError,
 )
@@ -151,6 +153,7 @@ class _AdminApi:
         self._token_digest = hashlib.sha256(token.reveal_bytes()).digest()
         self._audit = audit
         self._executor = executor
+        self._failures = _FailureCounter()
 
     # Route endpoints: each names its action and hands the work to _serve.
 
@@ -244,6 +247,20 @@ class _AdminApi:
         return response
 
     def _authenticate(self, request: Request) -> None:
+        source = request.client.host if request.client else ""
+        if self._failures.blocked(source):
+            raise ThrottlingError(
+                f"too many failed admin API authentications from {source}; wait "
+                f"{_FAILURE_WINDOW_SECONDS:.0f} seconds and use the admin token of the proxy "
+                "configuration"
+            )
+        try:
+            self._check_token(request)
+        except _BearerError:
+            self._failures.add(source)
+            raise
+
+    def _check_token(self, request: Request) -> None:
         header = request.headers.get("authorization")
         if header is None:
             raise _BearerError(
@@ -588,3 +605,31 @@ def _echo(value: str, limit: int = _MAX_ECHO_CHARS) -> str:
         return value
     printable = "".join(c if " " <= c <= "~" else "?" for c in value[:limit])
     return printable + ("..." if len(value) > limit else "")
+
+
+_FAILURE_WINDOW_SECONDS: Final = 60.0
+_MAX_FAILURES: Final = 10
+
+
+class _FailureCounter:
+    """Failed authentications per client address in a sliding window, to slow token guessing."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, source: str) -> collections.deque[float]:
+        times = self._failures.setdefault(source, collections.deque())
+        horizon = self._clock() - _FAILURE_WINDOW_SECONDS
+        while times and times[0] < horizon:
+            times.popleft()
+        if not times:
+            del self._failures[source]
+            return collections.deque()
+        return times
+
+    def blocked(self, source: str) -> bool:
+        return len(self._recent(source)) >= _MAX_FAILURES
+
+    def add(self, source: str) -> None:
+        self._failures.setdefault(source, collections.deque()).append(self._clock())
