@@ -29,25 +29,17 @@ change made by one process is seen by the next operation in every other.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import logging
 import os
-import stat
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import filelock
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hyok.common.errors import (
     ConfigError,
@@ -59,12 +51,21 @@ from hyok.common.errors import (
     KeyAlreadyExistsError,
     KeyNotFoundError,
     KeystoreCorruptError,
-    KeystoreVersionError,
     ValidationError,
 )
-from hyok.common.ids import generate_key_id, is_valid_key_id, validate_key_id
+from hyok.common.fileio import atomic_write
+from hyok.common.ids import generate_key_id, validate_key_id
 from hyok.common.sealed import DEFAULT_KDF_COST, Sealer
 from hyok.common.secrets import Secret, read_secret
+from hyok.kmi._keystore_document import (
+    CANARY_ID,
+    KEY_USAGES,
+    KEYSTORE_FORMAT,
+    StoredKey,
+    decode_document,
+    encode_document,
+    new_key,
+)
 from hyok.kmi.base import (
     Capabilities,
     EncryptResult,
@@ -72,7 +73,6 @@ from hyok.kmi.base import (
     HealthStatus,
     KeyInfo,
     KeyManager,
-    KeySpec,
     KeyState,
     KeyUsage,
 )
@@ -84,22 +84,17 @@ __all__ = ["KEYSTORE_FORMAT", "KEYSTORE_PURPOSE", "FileKeyManager"]
 
 logger = logging.getLogger(__name__)
 
-KEYSTORE_FORMAT: Final = 1
 KEYSTORE_PURPOSE: Final = "keystore"
 
-_KEY_BYTES: Final = 32
 _IV_BYTES: Final = 12
 _TAG_BYTES: Final = 16
 _DECRYPT_IV_LENGTHS: Final = frozenset({12, 16})
-_USAGES: Final = frozenset({KeyUsage.ENCRYPT, KeyUsage.DECRYPT})
 _MODEL: Final = f"hyok file keystore (format {KEYSTORE_FORMAT})"
 # Maximum time in seconds that a writer waits for a lock held by another process.
 _LOCK_TIMEOUT_SECONDS: Final = 30.0
 # A key takes about 150 bytes (measured with 300 keys), so this allows roughly
 # 400,000 keys.
 _MAX_KEYSTORE_BYTES: Final = 64 << 20
-# Not a valid key ID, so no customer operation can name the canary.
-_CANARY_ID: Final = "<health canary>"
 _HEALTH_AAD: Final = b"hyok file keystore health check"
 _DECRYPT_FAILED: Final = "decryption failed: the ciphertext, tag, IV or AAD does not match this key"
 
@@ -109,19 +104,12 @@ _Signature = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
-class _Key:
-    info: KeyInfo
-    material: bytes = field(repr=False)
-    cipher: AESGCM = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
 class _Snapshot:
     """The keystore as read from one version of the file. Instances are never changed."""
 
     signature: _Signature
-    keys: Mapping[str, _Key]
-    canary: _Key
+    keys: Mapping[str, StoredKey]
+    canary: StoredKey
 
 
 class FileKeyManager(KeyManager):
@@ -187,8 +175,8 @@ class FileKeyManager(KeyManager):
                 f"cannot create keystore file {path}: the directory {target.parent} does not "
                 "exist; create it first"
             )
-        canary = _new_key(_CANARY_ID, _USAGES)
-        blob = sealer.seal(_encode_document({}, canary), purpose=KEYSTORE_PURPOSE)
+        canary = new_key(CANARY_ID, KEY_USAGES)
+        blob = sealer.seal(encode_document({}, canary), purpose=KEYSTORE_PURPOSE)
 
         with _acquire(_file_lock(target)):
             if os.path.lexists(target):
@@ -227,7 +215,7 @@ class FileKeyManager(KeyManager):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            usages=_USAGES,
+            usages=KEY_USAGES,
             decrypt_iv_lengths=_DECRYPT_IV_LENGTHS,
             can_disable=True,
             can_delete=True,
@@ -241,12 +229,12 @@ class FileKeyManager(KeyManager):
         key_id = generate_key_id() if key_id is None else validate_key_id(key_id)
         usage_set = _check_usages(usages)
 
-        def add(keys: dict[str, _Key]) -> tuple[KeyInfo, bool]:
+        def add(keys: dict[str, StoredKey]) -> tuple[KeyInfo, bool]:
             if key_id in keys:
                 raise KeyAlreadyExistsError(
                     f"key {key_id!r} already exists in the file keystore; choose another key ID"
                 )
-            key = _new_key(key_id, usage_set)
+            key = new_key(key_id, usage_set)
             keys[key_id] = key
             return key.info, True
 
@@ -268,7 +256,7 @@ class FileKeyManager(KeyManager):
         return self._set_state(key_id, KeyState.DISABLED)
 
     def delete_key(self, key_id: str) -> None:
-        def remove(keys: dict[str, _Key]) -> tuple[None, bool]:
+        def remove(keys: dict[str, StoredKey]) -> tuple[None, bool]:
             _find(keys, key_id)
             del keys[key_id]
             return None, True
@@ -382,7 +370,7 @@ class FileKeyManager(KeyManager):
         except OSError as exc:
             raise ConfigError(self._unreadable(exc)) from None
         data = self._sealer.unseal(blob, purpose=KEYSTORE_PURPOSE, source=where)
-        keys, canary = _decode_document(data, where)
+        keys, canary = decode_document(data, where)
         return _Snapshot(signature=_signature(status), keys=keys, canary=canary)
 
     def _check_file_readable(self) -> None:
@@ -401,7 +389,7 @@ class FileKeyManager(KeyManager):
             )
         return f"cannot read keystore file {self._path}: {exc.strerror}"
 
-    def _usable_key(self, key_id: str, usage: KeyUsage) -> _Key:
+    def _usable_key(self, key_id: str, usage: KeyUsage) -> StoredKey:
         key = _find(self._current().keys, key_id)
         if key.info.state is not KeyState.ENABLED:
             raise InvalidStateError(
@@ -418,7 +406,7 @@ class FileKeyManager(KeyManager):
     # -- writing --------------------------------------------------------------
 
     def _set_state(self, key_id: str, state: KeyState) -> KeyInfo:
-        def update(keys: dict[str, _Key]) -> tuple[KeyInfo, bool]:
+        def update(keys: dict[str, StoredKey]) -> tuple[KeyInfo, bool]:
             key = _find(keys, key_id)
             if key.info.state is state:
                 return key.info, False
@@ -429,14 +417,14 @@ class FileKeyManager(KeyManager):
                 state=state,
                 created_at=key.info.created_at,
             )
-            keys[key_id] = _Key(info=info, material=key.material, cipher=key.cipher)
+            keys[key_id] = StoredKey(info=info, material=key.material, cipher=key.cipher)
             return info, True
 
         info = self._change(update)
         logger.info("set key %s in keystore %s to %s", key_id, self._path, state)
         return info
 
-    def _change(self, apply: Callable[[dict[str, _Key]], tuple[_T, bool]]) -> _T:
+    def _change(self, apply: Callable[[dict[str, StoredKey]], tuple[_T, bool]]) -> _T:
         """Apply one change to the newest keystore on disk and write it back.
 
         ``apply`` edits the dictionary of keys in place and returns its result
@@ -452,7 +440,7 @@ class FileKeyManager(KeyManager):
                 return result
 
             blob = self._sealer.seal(
-                _encode_document(keys, current.canary), purpose=KEYSTORE_PURPOSE
+                encode_document(keys, current.canary), purpose=KEYSTORE_PURPOSE
             )
             signature = _write_atomically(
                 self._file,
@@ -506,65 +494,21 @@ def _write_atomically(path: Path, blob: bytes, *, min_mtime_ns: int) -> _Signatu
     file it replaces. On failure the temporary file is removed and ``path``
     is unchanged. Returns the signature of the new file.
     """
-    directory = path.parent
     try:
-        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = None
+        status = atomic_write(path, blob, mode=0o600, preserve_mode=True, min_mtime_ns=min_mtime_ns)
     except OSError as exc:
-        raise InternalError(f"cannot read keystore file {path}: {exc.strerror}") from exc
-    try:
-        descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=directory
-        )
-    except OSError as exc:
+        # atomic_write names ``path`` as the filename only when its os.stat failed.
+        if exc.filename is not None and os.fspath(exc.filename) == os.fspath(path):
+            raise InternalError(f"cannot read keystore file {path}: {exc.strerror}") from exc
         raise InternalError(f"cannot write keystore file {path}: {exc.strerror}") from exc
-
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            if mode is not None:
-                os.fchmod(stream.fileno(), mode)
-            stream.write(blob)
-            stream.flush()
-            os.fsync(stream.fileno())
-        mtime_ns = max(time.time_ns(), min_mtime_ns)
-        os.utime(temporary, ns=(mtime_ns, mtime_ns))
-        os.replace(temporary, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(exc, OSError):
-            raise InternalError(f"cannot write keystore file {path}: {exc.strerror}") from exc
-        raise
-
-    _fsync_directory(directory)
-    try:
-        return _signature(os.stat(path))
-    except OSError as exc:
-        raise InternalError(f"cannot read keystore file {path}: {exc.strerror}") from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is already visible, so a failure here only weakens durability
-    # across a power loss. The change remains and is not reported as failed.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as exc:
-        logger.warning("cannot open directory %s to fsync it: %s", directory, exc.strerror)
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError as exc:
-        logger.warning("fsync of directory %s failed: %s", directory, exc.strerror)
-    finally:
-        os.close(descriptor)
+    return _signature(status)
 
 
 def _signature(status: os.stat_result) -> _Signature:
     return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
 
 
-def _find(keys: Mapping[str, _Key], key_id: str) -> _Key:
+def _find(keys: Mapping[str, StoredKey], key_id: str) -> StoredKey:
     key = keys.get(key_id)
     if key is not None:
         return key
@@ -577,13 +521,13 @@ def _find(keys: Mapping[str, _Key], key_id: str) -> _Key:
 
 def _check_usages(usages: Iterable[KeyUsage] | None) -> frozenset[KeyUsage]:
     if usages is None:
-        return _USAGES
+        return KEY_USAGES
     # A KeyUsage is a str, and iterating it would yield its letters.
     items = [usages] if isinstance(usages, str) else list(usages)
-    allowed = " and ".join(sorted(_USAGES))
+    allowed = " and ".join(sorted(KEY_USAGES))
     result: set[KeyUsage] = set()
     for item in items:
-        if item not in _USAGES:
+        if item not in KEY_USAGES:
             usage_text = str(item)[:20]
             raise ValidationError(
                 f"unsupported key usage {usage_text!r}: the file keystore allows {allowed}"
@@ -592,128 +536,6 @@ def _check_usages(usages: Iterable[KeyUsage] | None) -> frozenset[KeyUsage]:
     if not result:
         raise ValidationError(f"no key usage given: choose one or both of {allowed}")
     return frozenset(result)
-
-
-def _new_key(key_id: str, usages: frozenset[KeyUsage]) -> _Key:
-    material = os.urandom(_KEY_BYTES)
-    info = KeyInfo(
-        key_id=key_id,
-        spec=KeySpec.AES_256,
-        usages=usages,
-        state=KeyState.ENABLED,
-        created_at=datetime.now(UTC).replace(microsecond=0),
-    )
-    return _Key(info=info, material=material, cipher=AESGCM(material))
-
-
-def _format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _encode_document(keys: Mapping[str, _Key], canary: _Key) -> bytes:
-    document = {
-        "format": KEYSTORE_FORMAT,
-        "keys": {
-            key_id: {
-                "material": base64.b64encode(key.material).decode("ascii"),
-                "usages": sorted(key.info.usages),
-                "state": str(key.info.state),
-                "created_at": _format_time(key.info.created_at),
-            }
-            for key_id, key in keys.items()
-        },
-        "canary": {
-            "material": base64.b64encode(canary.material).decode("ascii"),
-            "created_at": _format_time(canary.info.created_at),
-        },
-    }
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _decode_document(data: bytes, where: str) -> tuple[dict[str, _Key], _Key]:
-    """Parse and check the keystore document, raising a KeystoreError that names the bad entry."""
-
-    def corrupt(problem: str) -> KeystoreCorruptError:
-        return KeystoreCorruptError(f"{where}: {problem}; restore the file from a backup")
-
-    try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise corrupt("the keystore document is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise corrupt("the keystore document is not a JSON object")
-
-    version = document.get("format")
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise corrupt("the keystore document has no format number")
-    if version > KEYSTORE_FORMAT:
-        raise KeystoreVersionError(
-            f"{where}: keystore format {version} was written by a newer hyok; this hyok "
-            f"reads format {KEYSTORE_FORMAT}; upgrade hyok"
-        )
-    if version != KEYSTORE_FORMAT:
-        raise corrupt(f"unknown keystore format {version}")
-
-    raw_keys = document.get("keys")
-    if not isinstance(raw_keys, dict):
-        raise corrupt("the keystore document has no 'keys' object")
-    keys: dict[str, _Key] = {}
-    for key_id, entry in raw_keys.items():
-        if not is_valid_key_id(key_id):
-            raise corrupt(f"invalid key ID {key_id[:40]!r}")
-        keys[key_id] = _decode_key(key_id, entry, corrupt)
-    canary = _decode_key(_CANARY_ID, document.get("canary"), corrupt)
-    return keys, canary
-
-
-def _decode_key(key_id: str, entry: object, corrupt: Callable[[str], KeystoreCorruptError]) -> _Key:
-    name = "the health canary" if key_id == _CANARY_ID else f"key {key_id!r}"
-    if not isinstance(entry, dict):
-        raise corrupt(f"{name} is not a JSON object")
-
-    try:
-        material = base64.b64decode(str(entry.get("material", "")).encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error):
-        material = b""
-    if len(material) != _KEY_BYTES:
-        raise corrupt(f"{name} has no valid {_KEY_BYTES}-byte key material")
-
-    created_text = entry.get("created_at")
-    try:
-        created_at = datetime.fromisoformat(str(created_text))
-    except ValueError:
-        raise corrupt(f"{name} has an invalid created_at") from None
-    if created_at.tzinfo is None:
-        raise corrupt(f"{name} has a created_at without a time zone")
-    created_at = created_at.astimezone(UTC)
-
-    if key_id == _CANARY_ID:
-        usages, state = _USAGES, KeyState.ENABLED
-    else:
-        usages, state = _decode_usages_and_state(entry, name, corrupt)
-
-    info = KeyInfo(
-        key_id=key_id, spec=KeySpec.AES_256, usages=usages, state=state, created_at=created_at
-    )
-    return _Key(info=info, material=material, cipher=AESGCM(material))
-
-
-def _decode_usages_and_state(
-    entry: dict[str, Any], name: str, corrupt: Callable[[str], KeystoreCorruptError]
-) -> tuple[frozenset[KeyUsage], KeyState]:
-    raw_usages = entry.get("usages")
-    if not isinstance(raw_usages, list) or not raw_usages:
-        raise corrupt(f"{name} has no usages")
-    usages: set[KeyUsage] = set()
-    for raw in raw_usages:
-        if raw not in _USAGES:
-            raise corrupt(f"{name} has an unsupported usage {str(raw)[:20]!r}")
-        usages.add(KeyUsage(raw))
-    try:
-        state = KeyState(str(entry.get("state")))
-    except ValueError:
-        raise corrupt(f"{name} has an invalid state") from None
-    return frozenset(usages), state
 
 
 def _short_reason(exc: BaseException) -> str:
