@@ -170,7 +170,7 @@ def test_decrypt_accepts_16_byte_iv() -> None:
 
 
 def test_decrypt_rejects_ciphertext_metadata_over_20_bytes() -> None:
-    with pytest.raises(UnsupportedOperationError, match="ciphertextMetadata"):
+    with pytest.raises(InvalidCiphertextError, match="ciphertextMetadata"):
         xks.parse_decrypt(decrypt_body(ciphertextMetadata=b64(b"m" * 21)))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 import time
@@ -27,6 +28,7 @@ from hyok.common.errors import (
     DependencyTimeoutError,
     HyokError,
     InternalError,
+    InvalidKeyUsageError,
     InvalidUriPathError,
     KeyNotFoundError,
     MethodNotAllowedError,
@@ -59,9 +61,11 @@ _CREDENTIAL_POLL_SECONDS: Final = 1.0
 class _Context:
     """Per-request facts gathered for the audit line and metrics."""
 
-    __slots__ = ("access_key_id", "key_id", "metadata", "operation", "policy", "store")
+    __slots__ = ("access_key_id", "deadline", "key_id", "metadata", "operation", "policy", "store")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        # Monotonic time by which every backend call of the request must finish.
+        self.deadline = deadline
         self.store: KeyStore | None = None
         self.operation: Operation | None = None
         self.key_id = ""
@@ -128,7 +132,7 @@ class XksApp:
             return
 
         started = time.perf_counter()
-        context = _Context()
+        context = _Context(time.monotonic() + self.proxy.deadline)
         status = 200
         outcome = "ok"
         message = ""
@@ -173,13 +177,20 @@ class XksApp:
                 f"key store {store.name} exceeds its rate limit of "
                 f"{state.settings.rate_limit:g} requests per second; retry with backoff"
             )
-        if scope["query_string"]:
-            raise ValidationError("the XKS API takes no query parameters; remove them")
-        _check_content_type(scope["headers"])
-
         if operation is Operation.HEALTH:
-            context.metadata = xks.parse_metadata_request(body, operation)
+            # The error table allows no ValidationException for GetHealthStatus,
+            # so a malformed health body is logged but still answered.
+            with contextlib.suppress(RequestError):
+                context.metadata = xks.parse_metadata_request(body, operation)
             return await self._health(store)
+
+        query = scope["query_string"]
+        if query:
+            shown = query[:100].decode("ascii", "replace")
+            raise ValidationError(
+                f"the XKS API takes no query parameters; remove {shown!r} from the URI"
+            )
+        _check_content_type(scope["headers"])
 
         validate_key_id(key_id)
         if operation is Operation.ENCRYPT:
@@ -195,10 +206,10 @@ class XksApp:
         self._authorize(store, operation, key_id, context)
 
         if operation is Operation.ENCRYPT:
-            return await self._encrypt(store, key_id, encrypt)
+            return await self._encrypt(store, context, key_id, encrypt)
         if operation is Operation.DECRYPT:
-            return await self._decrypt(store, key_id, decrypt)
-        info = await self._call(store, store.backend.describe_key, key_id)
+            return await self._decrypt(store, context, key_id, decrypt)
+        info = await self._call(store, context, store.backend.describe_key, key_id)
         return xks.metadata_response(info)
 
     def _route(self, path: str, context: _Context) -> tuple[KeyStore, Operation, str]:
@@ -282,39 +293,56 @@ class XksApp:
 
     # Operations -------------------------------------------------------------
 
-    async def _call(self, store: KeyStore, function: Callable[..., Any], *args: Any) -> Any:
+    async def _call(self, store: KeyStore, context: _Context, function: Callable[..., Any],
+                    *args: Any) -> Any:
+        """Run one backend call within what is left of the request's deadline."""
+        timeout = self.proxy.deadline
+        remaining = context.deadline - time.monotonic()
+        if remaining <= 0:
+            raise DependencyTimeoutError(
+                f"the key manager of key store {store.name} did not answer within "
+                f"{timeout * 1000:.0f} ms"
+            )
         if not store.backend.capabilities.blocking:
             return function(*args)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.proxy.executor, function, *args)
         try:
-            return await asyncio.wait_for(future, self.proxy.deadline)
+            return await asyncio.wait_for(future, remaining)
         except TimeoutError:
             raise DependencyTimeoutError(
                 f"the key manager of key store {store.name} did not answer within "
-                f"{self.proxy.deadline * 1000:.0f} ms"
+                f"{timeout * 1000:.0f} ms"
             ) from None
 
-    async def _encrypt(self, store: KeyStore, key_id: str, request: xks.EncryptRequest) -> bytes:
+    async def _encrypt(self, store: KeyStore, context: _Context, key_id: str,
+                       request: xks.EncryptRequest) -> bytes:
         aad = xks.backend_aad(request.aad, xks.CIPHERTEXT_METADATA)
-        result = await self._call(store, store.backend.encrypt, key_id, request.plaintext, aad)
+        result = await self._call(store, context, store.backend.encrypt, key_id,
+                                  request.plaintext, aad)
         integrity = None
         if request.want_cdiv:
             # Hash first, then prove the output decrypts, so that corruption after
             # the hash is caught rather than covered by it.
             integrity = xks.cdiv(request.aad, xks.CIPHERTEXT_METADATA, result)
-            check = await self._call(
-                store, store.backend.decrypt, key_id, result.iv, result.ciphertext, result.tag, aad
-            )
-            if check != request.plaintext:
+            try:
+                check = await self._call(store, context, store.backend.decrypt, key_id,
+                                         result.iv, result.ciphertext, result.tag, aad)
+            except InvalidKeyUsageError:
+                # NOTE: a key without the DECRYPT usage cannot prove the round
+                # trip, so its CDIV rests on the hash alone.
+                check = request.plaintext
+            if not hmac.compare_digest(check, request.plaintext):
+                logger.error("encryption under key %s in key store %s did not decrypt to "
+                             "its input", key_id, store.name)
                 raise InternalError("the encryption did not decrypt to its input; retry")
         return xks.encrypt_response(result, integrity)
 
-    async def _decrypt(self, store: KeyStore, key_id: str, request: xks.DecryptRequest) -> bytes:
+    async def _decrypt(self, store: KeyStore, context: _Context, key_id: str,
+                       request: xks.DecryptRequest) -> bytes:
         aad = xks.backend_aad(request.aad, request.ciphertext_metadata)
-        plaintext = await self._call(
-            store, store.backend.decrypt, key_id, request.iv, request.ciphertext, request.tag, aad
-        )
+        plaintext = await self._call(store, context, store.backend.decrypt, key_id, request.iv,
+                                     request.ciphertext, request.tag, aad)
         return xks.decrypt_response(plaintext)
 
     async def _health(self, store: KeyStore) -> bytes:

@@ -85,6 +85,7 @@ class KeyStore:
         self.backend = backend
         self._sealer = sealer
         self._workers = workers
+        self._failed_stamp: tuple[int, int, int] | None = None
         self.state = self._build(settings)
         self.verifier = SigV4Verifier(self._lookup, region=settings.region)
 
@@ -108,7 +109,14 @@ class KeyStore:
         if settings.rate_limit > 0:
             per_worker = settings.rate_limit / self._workers
             burst = settings.rate_burst or max(1, int(per_worker))
-            bucket = TokenBucket(per_worker, burst)
+            previous = getattr(self, "state", None)
+            if (previous is not None and previous.bucket is not None
+                    and previous.bucket.rate == per_worker
+                    and previous.bucket.capacity == float(burst)):
+                # Keep the tokens already spent, so that a reload never refills the bucket.
+                bucket = previous.bucket
+            else:
+                bucket = TokenBucket(per_worker, burst)
         return KeyStoreState(
             settings=settings,
             credentials={item.access_key_id: item for item in stored},
@@ -133,10 +141,19 @@ class KeyStore:
         )
 
     def reload_credentials_if_changed(self) -> bool:
-        """Reread the credential file when it changed on disk; return True when reloaded."""
-        if _stamp(self.state.settings.credentials_file) == self.state.credentials_stamp:
+        """Reread the credential file when it changed on disk; return True when reloaded.
+
+        A file that fails to load is not retried until it changes again.
+        """
+        stamp = _stamp(self.state.settings.credentials_file)
+        if stamp in (self.state.credentials_stamp, self._failed_stamp):
             return False
-        self.reload(self.state.settings)
+        try:
+            self.reload(self.state.settings)
+        except HyokError:
+            self._failed_stamp = stamp
+            raise
+        self._failed_stamp = None
         return True
 
 

@@ -188,6 +188,7 @@ def _base64(
     required: bool,
     limit: int,
     error: type[RequestError] = ValidationError,
+    too_large: type[RequestError] = UnsupportedOperationError,
 ) -> bytes | None:
     value = document.get(name)
     if value is None:
@@ -198,17 +199,13 @@ def _base64(
         raise error(f"{name} must be a Base64 string")
     # Reject before decoding anything far above the limit.
     if len(value) > (limit + 2) // 3 * 4:
-        raise UnsupportedOperationError(
-            f"{name} exceeds {limit} bytes, the largest size this proxy supports"
-        )
+        raise too_large(f"{name} exceeds {limit} bytes, the largest size allowed here")
     try:
         decoded = binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         raise error(f"{name} is not valid Base64") from None
     if len(decoded) > limit:
-        raise UnsupportedOperationError(
-            f"{name} has {len(decoded)} bytes; at most {limit} are supported"
-        )
+        raise too_large(f"{name} has {len(decoded)} bytes; at most {limit} are allowed here")
     return decoded
 
 
@@ -253,12 +250,17 @@ def parse_decrypt(body: bytes) -> DecryptRequest:
     _algorithm(document)
     bad = InvalidCiphertextError
     ciphertext = _base64(document, "ciphertext", required=True, limit=MAX_DATA, error=bad)
+    # The specification fixes the sizes of these three, so a larger value is
+    # invalid ciphertext rather than a size this proxy does not support.
     ciphertext_metadata = _base64(
-        document, "ciphertextMetadata", required=False, limit=MAX_CIPHERTEXT_METADATA, error=bad
+        document, "ciphertextMetadata", required=False, limit=MAX_CIPHERTEXT_METADATA, error=bad,
+        too_large=bad,
     )
     aad = _base64(document, "additionalAuthenticatedData", required=False, limit=MAX_AAD, error=bad)
-    iv = _base64(document, "initializationVector", required=True, limit=16, error=bad)
-    tag = _base64(document, "authenticationTag", required=True, limit=TAG_LENGTH, error=bad)
+    iv = _base64(document, "initializationVector", required=True, limit=16, error=bad,
+                 too_large=bad)
+    tag = _base64(document, "authenticationTag", required=True, limit=TAG_LENGTH, error=bad,
+                  too_large=bad)
     assert ciphertext is not None and iv is not None and tag is not None
     if len(iv) not in IV_LENGTHS:
         raise InvalidCiphertextError(
