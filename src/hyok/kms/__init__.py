@@ -1,0 +1,1 @@
+"""The KMS service: key metadata, policies and accounts; cryptography is relayed to XKI proxies."""
