@@ -1,0 +1,255 @@
+"""Certificate pinning, the phase of an attempt, and the translation of httpx failures.
+
+Certificate pinning: when the binding has a server certificate fingerprint,
+the client's SSL context gets its own ``SSLObject`` class. That class compares
+the SHA-256 of the peer's leaf certificate with the pinned value as soon as
+the handshake completes, after the normal chain and hostname verification
+and before any request byte is written. A mismatch fails the handshake, so
+every new connection is checked and nothing is sent to an unpinned server.
+
+A timeout or transport failure becomes the :class:`ProxyError` of the phase
+that the attempt had reached, as httpcore's trace events report it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import socket
+import ssl
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+import anyio
+import h11
+import httpcore
+import httpx
+
+from hyok.kms.xki_client._errors import (
+    ProxyError,
+    ProxyErrorKind,
+    ProxyInvalidResponseError,
+    ProxyTimeoutError,
+    ProxyTlsError,
+    ProxyUnreachableError,
+)
+from hyok.kms.xki_client._requests import _Call
+
+T = TypeVar("T")
+
+
+class _FingerprintMismatchError(ssl.SSLCertVerificationError):
+    """The proxy's leaf certificate is not the pinned one. ``actual`` is its SHA-256."""
+
+    def __init__(self, actual: bytes) -> None:
+        super().__init__("server certificate fingerprint mismatch")
+        self.actual = actual
+
+
+def _pinning_ssl_object_class(expected: bytes) -> type[ssl.SSLObject]:
+    """Build an SSLObject class that checks the peer's leaf certificate against ``expected``.
+
+    anyio, which httpcore uses, drives the handshake through
+    ``SSLContext.wrap_bio``, so this class is used for every new connection.
+    The check runs when OpenSSL reports the handshake complete. The handshake's
+    last message is not flushed yet at that point, so the server's side of the
+    handshake never completes and no request byte is written.
+    """
+
+    class PinnedSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            super().do_handshake()
+            certificate = self.getpeercert(binary_form=True)
+            actual = hashlib.sha256(certificate or b"").digest()
+            if certificate is None or not hmac.compare_digest(actual, expected):
+                raise _FingerprintMismatchError(actual)
+
+    return PinnedSSLObject
+
+
+@enum.unique
+class _Phase(enum.Enum):
+    """How far an attempt got, read from httpcore's trace events."""
+
+    POOL = enum.auto()
+    CONNECT = enum.auto()
+    TLS = enum.auto()
+    REQUEST = enum.auto()
+
+
+# httpcore's trace event names (httpcore 1.0), passed through httpx's "trace"
+# request extension. Each phase begins with one of these events, so a failure
+# belongs to the phase of the last one seen.
+_TRACE_PHASES: Final = {
+    "connection.connect_tcp.started": _Phase.CONNECT,
+    "connection.start_tls.started": _Phase.TLS,
+    "http11.send_request_headers.started": _Phase.REQUEST,
+}
+
+
+class _PhaseTracker:
+    """The httpx ``trace`` callback of one attempt: its phase, and a TCP stream not yet handed over.
+
+    httpcore 1.0.9 closes the TCP stream when the TLS handshake raises an
+    Exception, but not when it is cancelled, so a deadline that ends the
+    handshake would leave the socket to the garbage collector.
+    :meth:`close_orphaned_stream` closes it.
+    """
+
+    __slots__ = ("phase", "tcp_stream")
+
+    def __init__(self) -> None:
+        self.phase = _Phase.POOL
+        self.tcp_stream: httpcore.AsyncNetworkStream | None = None
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        phase = _TRACE_PHASES.get(event)
+        if phase is not None:
+            self.phase = phase
+
+        # After start_tls completes, httpcore owns the TLS stream. After it
+        # raises an Exception, httpcore has closed the TCP stream itself.
+        handed_over = event == "connection.start_tls.complete" or (
+            event == "connection.start_tls.failed"
+            and isinstance(info.get("exception"), Exception)
+        )
+        if event == "connection.connect_tcp.complete":
+            self.tcp_stream = info.get("return_value")
+        elif handed_over:
+            self.tcp_stream = None
+
+    async def close_orphaned_stream(self) -> None:
+        stream, self.tcp_stream = self.tcp_stream, None
+        if stream is not None:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _first(chain: list[BaseException], kind: type[T]) -> T | None:
+    for exc in chain:
+        if isinstance(exc, kind):
+            return exc
+    return None
+
+
+def _timeout_error(call: _Call, phase: _Phase) -> ProxyTimeoutError:
+    budget_ms = round(call.budget * 1000)
+    if phase is _Phase.POOL:
+        return ProxyTimeoutError(
+            ProxyErrorKind.POOL_TIMEOUT,
+            f"{call.subject} timed out after {budget_ms} ms waiting for a free connection: "
+            "raise the client's max_connections or lower the request rate",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    if phase in (_Phase.CONNECT, _Phase.TLS):
+        return ProxyTimeoutError(
+            ProxyErrorKind.CONNECT_TIMEOUT,
+            f"{call.subject} timed out after {budget_ms} ms while connecting: check that the "
+            "proxy is running and reachable from the KMS",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    return ProxyTimeoutError(
+        ProxyErrorKind.RESPONSE_TIMEOUT,
+        f"{call.subject} timed out after {budget_ms} ms waiting for the response: check the "
+        "proxy's and the key manager's latency",
+        operation=call.operation.name,
+        external_key_id=call.external_key_id,
+    )
+
+
+def _tls_error(call: _Call, chain: list[BaseException]) -> ProxyTlsError:
+    mismatch = _first(chain, _FingerprintMismatchError)
+    if mismatch is not None:
+        return ProxyTlsError(
+            ProxyErrorKind.FINGERPRINT_MISMATCH,
+            f"{call.subject} failed: the proxy's TLS certificate has the SHA-256 fingerprint "
+            f"{mismatch.actual.hex(':').upper()}, not the pinned one; update the pinned "
+            "fingerprint if the certificate was replaced on purpose",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    verification = _first(chain, ssl.SSLCertVerificationError)
+    if verification is not None:
+        reason = (
+            getattr(verification, "verify_message", None)
+            or verification.reason
+            or "verification failed"
+        )
+        return ProxyTlsError(
+            ProxyErrorKind.CERTIFICATE_INVALID,
+            f"{call.subject} failed: the proxy's TLS certificate did not verify ({reason}); "
+            "check that the CA file contains the CA that issued it and that it names the "
+            "endpoint's host",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    ssl_error = _first(chain, ssl.SSLError)
+    reason = (ssl_error.reason if ssl_error is not None else None) or "the connection was closed"
+    return ProxyTlsError(
+        ProxyErrorKind.TLS_HANDSHAKE_FAILED,
+        f"{call.subject} failed: the TLS handshake failed ({reason}); check that the endpoint "
+        "serves HTTPS with TLS 1.2 or later and does not require a client certificate, which "
+        "this client does not send",
+        operation=call.operation.name,
+        external_key_id=call.external_key_id,
+    )
+
+
+def _transport_error(
+    call: _Call, exc: httpx.TransportError, phase: _Phase
+) -> ProxyError | None:
+    """Translate an httpx transport failure, or return None for one that is a bug here."""
+    chain = _causes(exc)
+    if isinstance(exc, httpx.ConnectError):
+        if phase is _Phase.TLS or _first(chain, ssl.SSLError) is not None:
+            return _tls_error(call, chain)
+        # NOTE: no test runs this branch, because the tests resolve no host names.
+        if _first(chain, socket.gaierror) is not None:
+            return ProxyUnreachableError(
+                ProxyErrorKind.NAME_RESOLUTION_FAILED,
+                f"{call.subject} failed: the proxy's host name could not be resolved; check "
+                "the endpoint and the KMS's DNS configuration",
+                operation=call.operation.name,
+                external_key_id=call.external_key_id,
+            )
+        return ProxyUnreachableError(
+            ProxyErrorKind.CONNECTION_FAILED,
+            f"{call.subject} failed: the TCP connection could not be established; check that "
+            "the proxy is running and that the network allows the KMS to reach it",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    # httpcore raises RemoteProtocolError both for bytes that h11 cannot parse
+    # (chained to h11's error) and for a server that closed the connection
+    # before responding (not chained). Only the first is a malformed response.
+    if (
+        isinstance(exc, httpx.RemoteProtocolError)
+        and _first(chain, h11.RemoteProtocolError) is not None
+    ):
+        return ProxyInvalidResponseError(
+            ProxyErrorKind.INVALID_RESPONSE,
+            f"{call.subject} failed: the proxy sent a malformed HTTP/1.1 response",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+        return ProxyUnreachableError(
+            ProxyErrorKind.CONNECTION_LOST,
+            f"{call.subject} failed: the connection to the proxy closed before the response "
+            "was complete",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    return None
