@@ -112,6 +112,17 @@ class _Snapshot:
     canary: StoredKey
 
 
+# Built once: the proxy reads the capabilities on every request.
+_CAPABILITIES: Final = Capabilities(
+    usages=KEY_USAGES,
+    decrypt_iv_lengths=_DECRYPT_IV_LENGTHS,
+    can_disable=True,
+    can_delete=True,
+    blocking=False,
+    extra={"keystore_format": str(KEYSTORE_FORMAT)},
+)
+
+
 class FileKeyManager(KeyManager):
     """A key manager that keeps its keys in one encrypted file.
 
@@ -214,14 +225,7 @@ class FileKeyManager(KeyManager):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            usages=KEY_USAGES,
-            decrypt_iv_lengths=_DECRYPT_IV_LENGTHS,
-            can_disable=True,
-            can_delete=True,
-            blocking=False,
-            extra={"keystore_format": str(KEYSTORE_FORMAT)},
-        )
+        return _CAPABILITIES
 
     def create_key(
         self, key_id: str | None = None, usages: Iterable[KeyUsage] | None = None

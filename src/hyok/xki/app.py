@@ -149,9 +149,10 @@ class XksApp:
             logger.exception("unexpected error in %s", context.operation or "request")
             status, outcome, message = 500, InternalError.code, "internal error"
             body = xks.error_body(outcome, "the proxy failed to process the request")
-        headers = _JSON_HEADERS
+        # An explicit length spares uvicorn the chunked framing of the body.
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode("ascii"))]
         if status == 405:
-            headers = [*_JSON_HEADERS, (b"allow", b"POST")]
+            headers.append((b"allow", b"POST"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self._record(scope, context, status, outcome, message=message,

@@ -20,12 +20,7 @@ from typing import Final
 __all__ = ["AuditLog"]
 
 _MAX_VALUE: Final = 2_048
-
-
-def _clip(value: object) -> object:
-    if isinstance(value, str) and len(value) > _MAX_VALUE:
-        return value[:_MAX_VALUE] + "..."
-    return value
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
 class AuditLog:
@@ -57,8 +52,10 @@ class AuditLog:
         record: dict[str, object] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds")
         }
-        record.update({key: _clip(value) for key, value in event.items()})
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=True) + "\n"
+        for key, value in event.items():
+            record[key] = value[:_MAX_VALUE] + "..." if (
+                isinstance(value, str) and len(value) > _MAX_VALUE) else value
+        line = _ENCODER.encode(record) + "\n"
         os.write(self._fd, line.encode("ascii"))
 
     def __call__(self, event: Mapping[str, object]) -> None:

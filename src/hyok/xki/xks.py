@@ -303,8 +303,13 @@ def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
+# One encoder for every response: json.dumps builds a new one per call with
+# non-default options.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def _dump(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode("ascii")
+    return _ENCODER.encode(document).encode("ascii")
 
 
 def metadata_response(info: KeyInfo) -> bytes:
