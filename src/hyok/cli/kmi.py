@@ -162,11 +162,7 @@ def enable_key(
     key_id: str,
 ) -> None:
     """Enable a key, so that the proxy encrypts and decrypts with it again."""
-    key_id = _valid_key_id(key_id)
-    settings, name = _open(data_dir, config, backend)
-    with AdminClient(settings) as client:
-        key = client.request("POST", _key_path(name, key_id) + "/enable")
-    _print_key(key, output, title=f"Enabled key {key_id!r}")
+    _set_state("enable", data_dir, config, backend, output, key_id)
 
 
 @kmi.command("disable-key")
@@ -181,11 +177,22 @@ def disable_key(
     key_id: str,
 ) -> None:
     """Disable a key: encrypt and decrypt with it fail until it is enabled again."""
+    _set_state("disable", data_dir, config, backend, output, key_id)
+
+
+def _set_state(
+    action: str,
+    data_dir: Path | None,
+    config: Path | None,
+    backend: str | None,
+    output: OutputFormat,
+    key_id: str,
+) -> None:
     key_id = _valid_key_id(key_id)
     settings, name = _open(data_dir, config, backend)
     with AdminClient(settings) as client:
-        key = client.request("POST", _key_path(name, key_id) + "/disable")
-    _print_key(key, output, title=f"Disabled key {key_id!r}")
+        key = client.request("POST", _key_path(name, key_id) + f"/{action}")
+    _print_key(key, output, title=f"{action.capitalize()}d key {key_id!r}")
 
 
 @kmi.command("delete-key")
