@@ -234,9 +234,13 @@ def test_kmi_cli_disables_key_seen_by_proxy(proxy: RunningProxy) -> None:
 
 def test_credential_rotation_without_restart(proxy: RunningProxy) -> None:
     health = {"requestMetadata": {"kmsRequestId": "rot", "kmsOperation": "KmsHealthCheck"}}
-    added = json.loads(run_hyok("xki", "credentials", "add", "--data-dir",
-                                str(proxy.directory)).stdout)
-    new = added["XksProxyAuthenticationCredential"]
+    before = (proxy.directory / "xks-proxy-configuration.json").read_text()
+    output = run_hyok("xki", "credentials", "add", "--data-dir", str(proxy.directory)).stdout
+    written = (proxy.directory / "xks-proxy-configuration.json").read_text()
+    assert written != before
+    new = json.loads(written)["XksProxyAuthenticationCredential"]
+    assert new["RawSecretAccessKey"] not in output
+    assert new["AccessKeyId"] in output
     register_sensitive(new["RawSecretAccessKey"])
     deadline = time.monotonic() + 5
     status = 0

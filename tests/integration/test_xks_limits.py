@@ -513,3 +513,16 @@ def test_metrics_unknown_credential_not_labelled(client: XksClient) -> None:
     text = client.raw("GET", "/metrics").text
 
     assert stranger_id not in text
+
+
+def test_audit_keeps_request_id_of_invalid_body(xks: RunningProxy, client: XksClient) -> None:
+    body = encrypt_body(secret_bytes(16))
+    body["requestMetadata"] = {**body["requestMetadata"], "kmsRequestId": "audit-invalid-7"}
+    body["encryptionAlgorithm"] = "AES_CBC"
+
+    response = client.send(client.path("encrypt", "app-1"), body)
+
+    assert response.status_code == 400
+    event = xks.audit.for_request("audit-invalid-7")
+    assert event["outcome"] == "ValidationException"
+    assert event["kmsOperation"] == body["requestMetadata"]["kmsOperation"]

@@ -81,6 +81,8 @@ def init(directory: Path, host: str, port: int, admin_port: int, region: str, pa
     click.echo(f"First key ID:   {result.key_id}")
     click.echo(f"Proxy configuration for the KMS ({result.proxy_configuration_path}):")
     click.echo(json.dumps(document, indent=2))
+    click.echo("This configuration contains the secret access key: keep the file and this "
+               "output private.")
     click.echo(f"Start the proxy with: hyok xki serve --config {result.config_path}")
 
 
@@ -153,25 +155,34 @@ def list_credentials(data_dir: Path | None, config: Path | None, store: str | No
 @_store_option
 @click.option("--write", "write_path", type=click.Path(path_type=Path, dir_okay=False),
               default=None,
-              help="Also write the proxy configuration JSON to this file (mode 0600).")
+              help="File for the proxy configuration JSON (mode 0600). Default: "
+                   "xks-proxy-configuration.json beside the configuration file for the "
+                   "'default' key store, xks-proxy-configuration-<store>.json for others.")
 def add_credential(data_dir: Path | None, config: Path | None, store: str | None,
                    write_path: Path | None) -> None:
-    """Add a new credential and print the proxy configuration that carries it.
+    """Add a new credential and write the proxy configuration that carries it.
 
-    The running proxy accepts it within a second. Give it to the KMS, then
-    remove the old credential.
+    The running proxy accepts it within a second. Give the file to the KMS,
+    then remove the old credential.
     """
     from hyok.common.fileio import atomic_write
+    from hyok.xki.bootstrap import PROXY_CONFIGURATION_NAME
     from hyok.xki.credentials import generate_credential, proxy_configuration
 
     settings = load_cli_settings(data_dir, config)
     keystore, credential_file = _credential_file(settings, store)
+    if write_path is None:
+        assert settings.source is not None
+        name = PROXY_CONFIGURATION_NAME
+        if keystore.name != "default":
+            name = name.replace(".json", f"-{keystore.name}.json")
+        write_path = settings.source.parent / name
     item = generate_credential()
     credential_file.add(item)
     text = json.dumps(proxy_configuration(keystore.uri_path, item.credential), indent=2) + "\n"
-    if write_path is not None:
-        atomic_write(write_path, text.encode("utf-8"), mode=0o600)
-    click.echo(text, nl=False)
+    atomic_write(write_path, text.encode("utf-8"), mode=0o600)
+    click.echo(f"Added access key ID {item.access_key_id} to key store {keystore.name}.")
+    click.echo(f"Wrote the proxy configuration with its secret to {write_path} (mode 0600).")
 
 
 @credentials.command("remove")

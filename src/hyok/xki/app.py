@@ -61,7 +61,8 @@ _CREDENTIAL_POLL_SECONDS: Final = 1.0
 class _Context:
     """Per-request facts gathered for the audit line and metrics."""
 
-    __slots__ = ("access_key_id", "deadline", "key_id", "metadata", "operation", "policy", "store")
+    __slots__ = ("access_key_id", "body", "deadline", "key_id", "metadata", "operation", "policy",
+                 "store")
 
     def __init__(self, deadline: float) -> None:
         # Monotonic time by which every backend call of the request must finish.
@@ -72,6 +73,8 @@ class _Context:
         self.access_key_id = ""
         self.metadata: xks.RequestMetadata | None = None
         self.policy = ""
+        # Kept only so that a rejected request's metadata can still be audited.
+        self.body = b""
 
 
 class XksApp:
@@ -141,6 +144,12 @@ class XksApp:
         except RequestError as exc:
             status, outcome, message = exc.http_status, exc.code, exc.message
             body = xks.error_body(exc.code, exc.message)
+            if context.metadata is None and context.access_key_id:
+                # Audit the KMS request ID of an authenticated request even when
+                # another field of its body was invalid.
+                with contextlib.suppress(RequestError):
+                    context.metadata = xks.parse_metadata_request(context.body,
+                                                                  Operation.HEALTH)
         except HyokError as exc:
             logger.error("request failed: %s", exc.message)
             status, outcome, message = 500, InternalError.code, "internal error"
@@ -164,7 +173,7 @@ class XksApp:
             raise MethodNotAllowedError(
                 f"{scope['method']} is not allowed on XKS URIs; send a POST request"
             )
-        body = await self._read_body(scope, receive)
+        body = context.body = await self._read_body(scope, receive)
         # Signatures cover the path as sent, before percent-decoding.
         raw_path = scope.get("raw_path") or scope["path"].encode("ascii", "replace")
         credential = store.verifier.verify(

@@ -226,7 +226,8 @@ def load_settings(path: Path) -> ProxySettings:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"configuration file {path} does not exist; create one with 'hyok xki init --dir DIR'"
+            f"configuration file {path} does not exist; pass --data-dir DIR or --config FILE "
+            "of an existing configuration, or create one with 'hyok xki init --dir DIR'"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
