@@ -927,3 +927,4 @@ def test_repeated_bad_tokens_are_throttled() -> None:
     assert statuses[10] == 429
     assert blocked.status_code == 429
     assert blocked.json()["code"] == "ThrottlingException"
+    assert blocked.headers["retry-after"] == "60"

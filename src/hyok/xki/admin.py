@@ -547,7 +547,11 @@ def _json(
 
 
 def _error_response(exc: HyokError) -> Response:
-    headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, _BearerError) else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, _BearerError):
+        headers = {"WWW-Authenticate": exc.challenge}
+    elif isinstance(exc, ThrottlingError):
+        headers = {"Retry-After": str(int(_FAILURE_WINDOW_SECONDS))}
     return _json(
         {"code": exc.code, "message": exc.message}, status=exc.http_status, headers=headers
     )

@@ -120,7 +120,7 @@ class CredentialFile:
     def __init__(self, path: Path, sealer: Sealer) -> None:
         self.path = path
         self._sealer = sealer
-        self._lock = FileLock(str(path) + ".lock")
+        self._lock = FileLock(str(path) + ".lock", mode=0o600)
 
     def __repr__(self) -> str:
         return f"CredentialFile({str(self.path)!r})"
