@@ -728,6 +728,9 @@ def padded_context_json(
     return json.dumps(context, ensure_ascii=ensure_ascii)
 
 
+# Valid Unicode only: unpaired surrogates are rejected for their own reason.
+unicode_characters = st.characters(exclude_categories=("Cs",))
+
 near_limit_pairs = st.lists(
     st.tuples(st.text(max_size=20), st.text(max_size=20)),
     min_size=1,
@@ -737,7 +740,7 @@ near_limit_pairs = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(near_limit_pairs, st.characters(), st.integers(0, 50))
+@given(near_limit_pairs, unicode_characters, st.integers(0, 50))
 def test_ascii_json_up_to_7856_characters_never_rejected(
     pairs: list[tuple[str, str]], filler: str, slack: int
 ) -> None:
@@ -749,7 +752,7 @@ def test_ascii_json_up_to_7856_characters_never_rejected(
 
 
 @settings(max_examples=200, deadline=None)
-@given(near_limit_pairs, st.characters(), st.integers(0, 8_000))
+@given(near_limit_pairs, unicode_characters, st.integers(0, 8_000))
 def test_aad_within_limit_or_rejected(
     pairs: list[tuple[str, str]], filler: str, slack: int
 ) -> None:
