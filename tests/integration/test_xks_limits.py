@@ -176,9 +176,10 @@ def test_backend_past_deadline(limits: LimitsProxy, client: XksClient) -> None:
         limits.slow.delay = 0.0
 
     assert_xks_error(response, 503, "DependencyTimeoutException", "200 ms")
-    assert 0.2 <= timed_out_after < 0.6
+    assert 0.2 <= timed_out_after < 0.75
     expect_ok(other)
-    assert other_took < 0.3
+    # Well below the 0.8 s the backend thread still sleeps; loose for a loaded machine.
+    assert other_took < 0.6
 
 
 def test_deadline_covers_integrity_check(limits: LimitsProxy) -> None:
@@ -194,8 +195,11 @@ def test_deadline_covers_integrity_check(limits: LimitsProxy) -> None:
     finally:
         limits.slow.delay = 0.0
 
-    assert elapsed < 0.3, f"answered after {elapsed:.3f} s, status {response.status_code}"
+    # A deadline per backend call would let both calls finish (0.36 s) and
+    # answer 200, so the 503 is what proves the budget covers the request.
+    # The time bound only catches a hang; it stays loose for a loaded machine.
     assert_xks_error(response, 503, "DependencyTimeoutException")
+    assert elapsed < 1.0, f"answered after {elapsed:.3f} s"
 
 
 # ---------------------------------------------------------------------------

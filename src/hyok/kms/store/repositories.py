@@ -1,0 +1,608 @@
+"""Repositories of the KMS records: accounts, AccessKeys, instances, keys and key versions.
+
+:class:`KmsStore` opens sessions. A :class:`StoreSession` is one transaction
+and carries one repository per record type, so several changes commit or
+roll back together::
+
+    store = KmsStore(database, SecretBox(root_key))
+    with store.session() as session:
+        session.keys.create(key, version)
+        instance = session.instances.get(key.instance_id)
+
+Conventions of every repository:
+
+- ``get`` returns None when the row does not exist.
+- ``update_*``, ``set_*`` and ``delete`` raise :class:`RowNotFoundError`
+  when the row does not exist, and :class:`StaleStateError` when the caller
+  passed expected states and the row is in another one. They lock the row
+  (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite write transactions hold the
+  database lock), build the changed record, whose constructor checks every
+  rule and raises ValidationError, then write it and return it.
+- ``list`` returns a :class:`Page` in a stable order: creation time, then ID.
+- Each write runs in a savepoint. One that breaks a constraint raises an
+  :class:`IntegrityViolationError` subclass, leaves nothing behind, and
+  leaves the session usable.
+- Records come back as :mod:`hyok.kms.domain.models` objects, with secrets
+  decrypted into :class:`Secret` values. A secret that cannot be decrypted
+  raises a :class:`SecretBoxError` subclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from hyok.kms.domain.models import (
+    AccessKey,
+    AccessKeyStatus,
+    Account,
+    Instance,
+    InstanceErrorReason,
+    InstanceStatus,
+    Key,
+    KeyFilter,
+    KeyState,
+    KeyVersion,
+    Page,
+    PageRequest,
+)
+from hyok.kms.store.db import Database
+from hyok.kms.store.errors import RowNotFoundError, StaleStateError, integrity_error
+from hyok.kms.store.secretbox import SecretBox
+from hyok.kms.store.tables import access_keys, accounts, instances, key_versions, keys
+
+__all__ = [
+    "AccessKeyRepository",
+    "AccountRepository",
+    "InstanceRepository",
+    "KeyRepository",
+    "KmsStore",
+    "StoreSession",
+]
+
+_T = TypeVar("_T")
+_DEFAULT_PAGE = PageRequest()
+
+_ACCESS_KEY_CIPHERTEXT_COLUMN = "secret_ciphertext"
+_PROXY_CIPHERTEXT_COLUMN = "proxy_secret_ciphertext"
+
+
+@contextmanager
+def _writing(
+    connection: Connection, operation: str, references: Mapping[str, str] | None = None
+) -> Iterator[None]:
+    """Run writes in a savepoint, and translate a constraint failure into a store error."""
+    try:
+        with connection.begin_nested():
+            yield
+    except IntegrityError as exc:
+        raise integrity_error(exc, operation, references) from exc
+
+
+def _page(
+    connection: Connection,
+    query: Select[Any],
+    conditions: list[ColumnElement[bool]],
+    table: Table,
+    page: PageRequest,
+    convert: Callable[[RowMapping], _T],
+) -> Page[_T]:
+    total = connection.scalar(select(func.count()).select_from(table).where(*conditions))
+    rows = connection.execute(query.where(*conditions).limit(page.size).offset(page.offset))
+    items = tuple(convert(row) for row in rows.mappings())
+    return Page(items=items, number=page.number, size=page.size, total_count=total or 0)
+
+
+def _locked_row(connection: Connection, table: Table, column: str, value: str) -> RowMapping | None:
+    query = select(table).where(table.c[column] == value).with_for_update()
+    return connection.execute(query).mappings().one_or_none()
+
+
+def _check_expected(
+    kind: str, record_id: str, current: str, expected: Collection[str] | None
+) -> None:
+    if expected is not None and current not in expected:
+        listed = ", ".join(sorted(str(value) for value in expected))
+        raise StaleStateError(
+            f"{kind} {record_id!r} is {str(current)!r}, not one of {listed}, so nothing was "
+            "changed: read it again before deciding on a change"
+        )
+
+
+# --- Accounts ---------------------------------------------------------------------
+
+
+def _account(row: RowMapping) -> Account:
+    return Account(account_id=row["account_id"], created_at=row["created_at"])
+
+
+class AccountRepository:
+    """Accounts (tenants)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def create(self, account: Account) -> None:
+        """Insert an account. Raises DuplicateRowError when the account ID exists."""
+        with _writing(self._connection, f"creating account {account.account_id!r}"):
+            self._connection.execute(
+                insert(accounts).values(
+                    account_id=account.account_id, created_at=account.created_at
+                )
+            )
+
+    def get(self, account_id: str) -> Account | None:
+        """Return the account, or None."""
+        query = select(accounts).where(accounts.c.account_id == account_id)
+        row = self._connection.execute(query).mappings().one_or_none()
+        return None if row is None else _account(row)
+
+    def list(self, page: PageRequest = _DEFAULT_PAGE) -> Page[Account]:
+        """Return one page of all accounts, by creation time."""
+        query = select(accounts).order_by(accounts.c.created_at, accounts.c.account_id)
+        return _page(self._connection, query, [], accounts, page, _account)
+
+
+# --- AccessKeys -------------------------------------------------------------------
+
+
+class AccessKeyRepository:
+    """AccessKey pairs. The secret is stored encrypted with the SecretBox."""
+
+    def __init__(self, connection: Connection, secretbox: SecretBox) -> None:
+        self._connection = connection
+        self._secretbox = secretbox
+
+    def _from_row(self, row: RowMapping) -> AccessKey:
+        secret = self._secretbox.decrypt_secret(
+            row[_ACCESS_KEY_CIPHERTEXT_COLUMN],
+            table=access_keys.name,
+            column=_ACCESS_KEY_CIPHERTEXT_COLUMN,
+            row_id=row["access_key_id"],
+        )
+        return AccessKey(
+            access_key_id=row["access_key_id"],
+            account_id=row["account_id"],
+            secret=secret,
+            status=row["status"],
+            created_at=row["created_at"],
+        )
+
+    def create(self, access_key: AccessKey) -> None:
+        """Insert an AccessKey with its secret encrypted.
+
+        Raises DuplicateRowError for a used AccessKey ID, and
+        MissingReferenceError for an unknown account.
+        """
+        ciphertext = self._secretbox.encrypt_secret(
+            access_key.secret,
+            table=access_keys.name,
+            column=_ACCESS_KEY_CIPHERTEXT_COLUMN,
+            row_id=access_key.access_key_id,
+        )
+        with _writing(
+            self._connection,
+            f"creating AccessKey {access_key.access_key_id!r}",
+            {"account": access_key.account_id},
+        ):
+            self._connection.execute(
+                insert(access_keys).values(
+                    access_key_id=access_key.access_key_id,
+                    account_id=access_key.account_id,
+                    status=str(access_key.status),
+                    secret_ciphertext=ciphertext,
+                    created_at=access_key.created_at,
+                )
+            )
+
+    def get(self, access_key_id: str) -> AccessKey | None:
+        """Return the AccessKey with its decrypted secret, or None."""
+        query = select(access_keys).where(access_keys.c.access_key_id == access_key_id)
+        row = self._connection.execute(query).mappings().one_or_none()
+        return None if row is None else self._from_row(row)
+
+    def list(self, account_id: str, page: PageRequest = _DEFAULT_PAGE) -> Page[AccessKey]:
+        """Return one page of an account's AccessKeys, by creation time."""
+        query = select(access_keys).order_by(access_keys.c.created_at, access_keys.c.access_key_id)
+        conditions = [access_keys.c.account_id == account_id]
+        return _page(self._connection, query, conditions, access_keys, page, self._from_row)
+
+    def update_status(
+        self,
+        access_key_id: str,
+        status: AccessKeyStatus,
+        *,
+        expected: Collection[AccessKeyStatus] | None = None,
+    ) -> AccessKey:
+        """Set an AccessKey's status and return the changed AccessKey."""
+        row = _locked_row(self._connection, access_keys, "access_key_id", access_key_id)
+        if row is None:
+            raise RowNotFoundError(f"AccessKey {access_key_id!r} does not exist")
+        current = self._from_row(row)
+        _check_expected("AccessKey", access_key_id, current.status, expected)
+        changed = dataclasses.replace(current, status=status)
+        with _writing(self._connection, f"updating AccessKey {access_key_id!r}"):
+            self._connection.execute(
+                update(access_keys)
+                .where(access_keys.c.access_key_id == access_key_id)
+                .values(status=str(changed.status))
+            )
+        return changed
+
+
+# --- Instances --------------------------------------------------------------------
+
+
+class InstanceRepository:
+    """External key management instances and their XKI proxy settings."""
+
+    def __init__(self, connection: Connection, secretbox: SecretBox) -> None:
+        self._connection = connection
+        self._secretbox = secretbox
+
+    def _from_row(self, row: RowMapping) -> Instance:
+        secret = self._secretbox.decrypt_secret(
+            row[_PROXY_CIPHERTEXT_COLUMN],
+            table=instances.name,
+            column=_PROXY_CIPHERTEXT_COLUMN,
+            row_id=row["instance_id"],
+        )
+        return Instance(
+            instance_id=row["instance_id"],
+            account_id=row["account_id"],
+            region=row["region"],
+            name=row["name"],
+            connectivity=row["connectivity"],
+            proxy_endpoint=row["proxy_endpoint"],
+            proxy_uri_path=row["proxy_uri_path"],
+            vpc_endpoint_service=row["vpc_endpoint_service"],
+            proxy_access_key_id=row["proxy_access_key_id"],
+            proxy_secret=secret,
+            tls_fingerprint=row["tls_fingerprint"],
+            status=row["status"],
+            error_reason=row["error_reason"],
+            error_detail=row["error_detail"],
+            last_health_check_at=row["last_health_check_at"],
+            created_at=row["created_at"],
+        )
+
+    def create(self, instance: Instance) -> None:
+        """Insert an instance with its proxy secret encrypted.
+
+        Raises DuplicateRowError for a used instance ID, and
+        MissingReferenceError for an unknown account.
+        """
+        ciphertext = self._secretbox.encrypt_secret(
+            instance.proxy_secret,
+            table=instances.name,
+            column=_PROXY_CIPHERTEXT_COLUMN,
+            row_id=instance.instance_id,
+        )
+        with _writing(
+            self._connection,
+            f"creating instance {instance.instance_id!r}",
+            {"account": instance.account_id},
+        ):
+            self._connection.execute(
+                insert(instances).values(
+                    instance_id=instance.instance_id,
+                    account_id=instance.account_id,
+                    region=instance.region,
+                    name=instance.name,
+                    connectivity=str(instance.connectivity),
+                    proxy_endpoint=instance.proxy_endpoint,
+                    proxy_uri_path=instance.proxy_uri_path,
+                    vpc_endpoint_service=instance.vpc_endpoint_service,
+                    proxy_access_key_id=instance.proxy_access_key_id,
+                    proxy_secret_ciphertext=ciphertext,
+                    tls_fingerprint=instance.tls_fingerprint,
+                    status=str(instance.status),
+                    error_reason=_optional_str(instance.error_reason),
+                    error_detail=instance.error_detail,
+                    last_health_check_at=instance.last_health_check_at,
+                    created_at=instance.created_at,
+                )
+            )
+
+    def get(self, instance_id: str) -> Instance | None:
+        """Return the instance with its decrypted proxy secret, or None."""
+        query = select(instances).where(instances.c.instance_id == instance_id)
+        row = self._connection.execute(query).mappings().one_or_none()
+        return None if row is None else self._from_row(row)
+
+    def list(
+        self, account_id: str, page: PageRequest = _DEFAULT_PAGE, *, region: str | None = None
+    ) -> Page[Instance]:
+        """Return one page of an account's instances, in one region or all, by creation time."""
+        query = select(instances).order_by(instances.c.created_at, instances.c.instance_id)
+        conditions = [instances.c.account_id == account_id]
+        if region is not None:
+            conditions.append(instances.c.region == region)
+        return _page(self._connection, query, conditions, instances, page, self._from_row)
+
+    def update_status(
+        self,
+        instance_id: str,
+        status: InstanceStatus,
+        *,
+        error_reason: InstanceErrorReason | None = None,
+        error_detail: str = "",
+        checked_at: datetime | None = None,
+        expected: Collection[InstanceStatus] | None = None,
+    ) -> Instance:
+        """Set an instance's connection state and return the changed instance.
+
+        ``error_reason`` and ``error_detail`` replace the stored ones.
+        ``checked_at``, when given, becomes the last health check time.
+        """
+        row = _locked_row(self._connection, instances, "instance_id", instance_id)
+        if row is None:
+            raise RowNotFoundError(f"instance {instance_id!r} does not exist")
+        current = self._from_row(row)
+        _check_expected("instance", instance_id, current.status, expected)
+        changed = dataclasses.replace(
+            current,
+            status=status,
+            error_reason=error_reason,
+            error_detail=error_detail,
+            last_health_check_at=checked_at or current.last_health_check_at,
+        )
+        with _writing(self._connection, f"updating instance {instance_id!r}"):
+            self._connection.execute(
+                update(instances)
+                .where(instances.c.instance_id == instance_id)
+                .values(
+                    status=str(changed.status),
+                    error_reason=_optional_str(changed.error_reason),
+                    error_detail=changed.error_detail,
+                    last_health_check_at=changed.last_health_check_at,
+                )
+            )
+        return changed
+
+
+def _optional_str(value: object | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# --- Keys and key versions --------------------------------------------------------
+
+
+def _key(row: RowMapping) -> Key:
+    return Key(
+        key_id=row["key_id"],
+        account_id=row["account_id"],
+        region=row["region"],
+        instance_id=row["instance_id"],
+        external_key_id=row["external_key_id"],
+        description=row["description"],
+        state=row["state"],
+        key_spec=row["key_spec"],
+        key_usage=row["key_usage"],
+        origin=row["origin"],
+        protection_level=row["protection_level"],
+        creator=row["creator"],
+        created_at=row["created_at"],
+        primary_key_version_id=row["primary_key_version_id"],
+        deletion_protection=bool(row["deletion_protection"]),
+        deletion_protection_description=row["deletion_protection_description"],
+        delete_date=row["delete_date"],
+        policy=row["policy"],
+    )
+
+
+def _key_version(row: RowMapping) -> KeyVersion:
+    return KeyVersion(
+        key_id=row["key_id"], key_version_id=row["key_version_id"], created_at=row["created_at"]
+    )
+
+
+class KeyRepository:
+    """KMS keys (metadata only) and their key versions."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def create(self, key: Key, version: KeyVersion) -> None:
+        """Insert a key with its primary version, both or neither.
+
+        ``version`` must belong to ``key`` and be its primary key version,
+        else ValueError. Raises DuplicateRowError for a used key ID or key
+        version ID, and MissingReferenceError for an unknown account or
+        instance.
+        """
+        if version.key_id != key.key_id or version.key_version_id != key.primary_key_version_id:
+            raise ValueError(
+                f"key version {version.key_version_id!r} of key {version.key_id!r} is not the "
+                f"primary key version {key.primary_key_version_id!r} of key {key.key_id!r}"
+            )
+        references = {"account": key.account_id, "instance": key.instance_id}
+        with _writing(self._connection, f"creating key {key.key_id!r}", references):
+            self._connection.execute(
+                insert(keys).values(
+                    key_id=key.key_id,
+                    account_id=key.account_id,
+                    region=key.region,
+                    instance_id=key.instance_id,
+                    external_key_id=key.external_key_id,
+                    description=key.description,
+                    state=str(key.state),
+                    key_spec=str(key.key_spec),
+                    key_usage=str(key.key_usage),
+                    origin=str(key.origin),
+                    protection_level=str(key.protection_level),
+                    creator=key.creator,
+                    created_at=key.created_at,
+                    primary_key_version_id=key.primary_key_version_id,
+                    deletion_protection=key.deletion_protection,
+                    deletion_protection_description=key.deletion_protection_description,
+                    delete_date=key.delete_date,
+                    policy=key.policy,
+                )
+            )
+            self._connection.execute(
+                insert(key_versions).values(
+                    key_version_id=version.key_version_id,
+                    key_id=version.key_id,
+                    created_at=version.created_at,
+                )
+            )
+
+    def get(self, key_id: str) -> Key | None:
+        """Return the key, or None."""
+        query = select(keys).where(keys.c.key_id == key_id)
+        row = self._connection.execute(query).mappings().one_or_none()
+        return None if row is None else _key(row)
+
+    def list(
+        self,
+        account_id: str,
+        region: str,
+        page: PageRequest = _DEFAULT_PAGE,
+        filters: KeyFilter | None = None,
+    ) -> Page[Key]:
+        """Return one page of an account's keys in a region, by creation time.
+
+        ``filters`` keeps only the keys that match it (see :class:`KeyFilter`).
+        """
+        conditions = [keys.c.account_id == account_id, keys.c.region == region]
+        if filters is not None:
+            wanted: list[tuple[str, Collection[object]]] = [
+                ("state", filters.states),
+                ("key_spec", filters.specs),
+                ("key_usage", filters.usages),
+                ("protection_level", filters.protection_levels),
+                ("instance_id", filters.instance_ids),
+            ]
+            for column, values in wanted:
+                if values:
+                    conditions.append(keys.c[column].in_(sorted(str(value) for value in values)))
+        query = select(keys).order_by(keys.c.created_at, keys.c.key_id)
+        return _page(self._connection, query, conditions, keys, page, _key)
+
+    def _change(self, key_id: str, expected: Collection[KeyState] | None, **changes: Any) -> Key:
+        row = _locked_row(self._connection, keys, "key_id", key_id)
+        if row is None:
+            raise RowNotFoundError(f"key {key_id!r} does not exist")
+        current = _key(row)
+        _check_expected("key", key_id, current.state, expected)
+        changed = dataclasses.replace(current, **changes)
+        values = {
+            name: str(value) if isinstance(value, KeyState) else value
+            for name, value in changes.items()
+        }
+        with _writing(self._connection, f"updating key {key_id!r}"):
+            self._connection.execute(update(keys).where(keys.c.key_id == key_id).values(**values))
+        return changed
+
+    def update_state(
+        self,
+        key_id: str,
+        state: KeyState,
+        *,
+        delete_date: datetime | None = None,
+        expected: Collection[KeyState] | None = None,
+    ) -> Key:
+        """Set a key's state and delete date, and return the changed key.
+
+        ``delete_date`` is required for PendingDeletion and must be None for
+        other states. A key with deletion protection cannot become
+        PendingDeletion (ValidationError).
+        """
+        return self._change(key_id, expected, state=state, delete_date=delete_date)
+
+    def update_description(self, key_id: str, description: str) -> Key:
+        """Replace a key's description and return the changed key."""
+        return self._change(key_id, None, description=description)
+
+    def update_policy(self, key_id: str, policy: str) -> Key:
+        """Replace a key's policy (JSON text) and return the changed key."""
+        return self._change(key_id, None, policy=policy)
+
+    def set_deletion_protection(self, key_id: str, enabled: bool, description: str = "") -> Key:
+        """Turn deletion protection on (with a description) or off, and return the changed key.
+
+        Turning it off clears the description. A PendingDeletion key cannot
+        be protected (ValidationError).
+        """
+        return self._change(
+            key_id,
+            None,
+            deletion_protection=enabled,
+            deletion_protection_description=description if enabled else "",
+        )
+
+    def delete(self, key_id: str) -> None:
+        """Delete a key and its versions."""
+        with _writing(self._connection, f"deleting key {key_id!r}"):
+            result = self._connection.execute(delete(keys).where(keys.c.key_id == key_id))
+        if result.rowcount == 0:
+            raise RowNotFoundError(f"key {key_id!r} does not exist")
+
+    def get_version(self, key_id: str, key_version_id: str) -> KeyVersion | None:
+        """Return a version of a key, or None when the key has no such version."""
+        query = select(key_versions).where(
+            key_versions.c.key_id == key_id, key_versions.c.key_version_id == key_version_id
+        )
+        row = self._connection.execute(query).mappings().one_or_none()
+        return None if row is None else _key_version(row)
+
+    def list_versions(self, key_id: str, page: PageRequest = _DEFAULT_PAGE) -> Page[KeyVersion]:
+        """Return one page of a key's versions, by creation time."""
+        query = select(key_versions).order_by(
+            key_versions.c.created_at, key_versions.c.key_version_id
+        )
+        conditions = [key_versions.c.key_id == key_id]
+        return _page(self._connection, query, conditions, key_versions, page, _key_version)
+
+
+# --- Sessions ---------------------------------------------------------------------
+
+
+class StoreSession:
+    """One transaction, with a repository for each record type."""
+
+    def __init__(self, connection: Connection, secretbox: SecretBox) -> None:
+        self.connection = connection
+        self.accounts = AccountRepository(connection)
+        self.access_keys = AccessKeyRepository(connection, secretbox)
+        self.instances = InstanceRepository(connection, secretbox)
+        self.keys = KeyRepository(connection)
+
+
+class KmsStore:
+    """The KMS records in one database, with secrets encrypted under one root key."""
+
+    def __init__(self, database: Database, secretbox: SecretBox) -> None:
+        self.database = database
+        self.secretbox = secretbox
+
+    def __repr__(self) -> str:
+        return f"KmsStore({self.database!r}, {self.secretbox!r})"
+
+    @contextmanager
+    def session(self, *, read_only: bool = False) -> Iterator[StoreSession]:
+        """Open a session: one transaction that commits on exit and rolls back on an error.
+
+        ``read_only`` sessions do not wait for SQLite writers and read one
+        snapshot on PostgreSQL. See :meth:`Database.session` for the errors.
+        """
+        with self.database.session(read_only=read_only) as connection:
+            yield StoreSession(connection, self.secretbox)

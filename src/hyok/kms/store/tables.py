@@ -1,0 +1,492 @@
+"""The tables of the KMS database, as SQLAlchemy Core definitions.
+
+The migrations create the schema. These definitions must match the latest
+revision, and a test compares the two on SQLite and PostgreSQL. Every
+constraint has an explicit name, so that an error can name it and a later
+revision can drop it on both databases.
+
+The database enforces every invariant that it can check on one row:
+
+- primary keys, foreign keys and uniqueness;
+- NOT NULL on every required column;
+- CHECK constraints on every enumerated column (the values of the enums in
+  :mod:`hyok.kms.domain.models`), on the shape of every ID, on text lengths
+  (SQLite does not enforce VARCHAR lengths), and on the rules that tie
+  columns together, such as "a delete date exactly when PendingDeletion".
+
+CHECK constraints use only SQL that both SQLite and PostgreSQL run:
+``length``, ``substr``, ``ltrim(text, characters)``, ``IN`` and boolean
+operators. ``ltrim(x, chars) = ''`` means "x contains only these characters".
+
+Stored secrets are AES-256-GCM ciphertexts from :mod:`hyok.kms.store.secretbox`.
+Datetimes are stored in UTC: as ``timestamp with time zone`` on PostgreSQL,
+and as ISO text without an offset on SQLite (see :class:`UtcDateTime`).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+from hyok.kms.domain.models import (
+    MAX_DELETION_PROTECTION_DESCRIPTION_LENGTH,
+    MAX_DESCRIPTION_LENGTH,
+    MAX_ERROR_DETAIL_LENGTH,
+    MAX_POLICY_BYTES,
+    AccessKeyStatus,
+    Connectivity,
+    InstanceErrorReason,
+    InstanceStatus,
+    KeyOrigin,
+    KeySpec,
+    KeyState,
+    KeyUsage,
+    ProtectionLevel,
+)
+
+__all__ = [
+    "CONSTRAINT_RULES",
+    "FOREIGN_KEY_TARGETS",
+    "SQLITE_UNIQUE_COLUMNS",
+    "UtcDateTime",
+    "access_keys",
+    "accounts",
+    "instances",
+    "key_versions",
+    "keys",
+    "metadata",
+    "signature_nonces",
+]
+
+LOWER_ALNUM: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
+ALNUM: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+DIGITS: Final = "0123456789"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime, stored in UTC and returned in UTC.
+
+    Binding a naive datetime raises ValueError. SQLite has no datetime type,
+    so SQLAlchemy stores text with microseconds, which sorts and compares
+    correctly because every value is in UTC.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("the store accepts only timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: list[str]) -> str:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({listed})"
+
+
+def _values(enum_type: type[enum.StrEnum]) -> list[str]:
+    return [str(member) for member in enum_type]
+
+
+CONSTRAINT_RULES: dict[str, str] = {}
+"""The rule that each named constraint enforces, for error messages."""
+
+FOREIGN_KEY_TARGETS: dict[str, str] = {}
+"""The noun of the row that each foreign key refers to, such as ``"instance"``."""
+
+SQLITE_UNIQUE_COLUMNS: dict[str, str] = {}
+"""Constraint names by SQLite's description of a unique failure (``"keys.key_id"``)."""
+
+
+def _check(name: str, sql: str, rule: str) -> CheckConstraint:
+    CONSTRAINT_RULES[name] = rule
+    return CheckConstraint(sql, name=name)
+
+
+def _unique(table: str, name: str, columns: list[str], noun: str) -> None:
+    CONSTRAINT_RULES[name] = noun
+    SQLITE_UNIQUE_COLUMNS[", ".join(f"{table}.{column}" for column in columns)] = name
+
+
+def _primary_key(table: str, columns: list[str], noun: str) -> PrimaryKeyConstraint:
+    name = f"pk_{table}"
+    _unique(table, name, columns, noun)
+    return PrimaryKeyConstraint(*columns, name=name)
+
+
+def _unique_constraint(table: str, name: str, columns: list[str], noun: str) -> UniqueConstraint:
+    _unique(table, name, columns, noun)
+    return UniqueConstraint(*columns, name=name)
+
+
+def _foreign_key(
+    name: str,
+    columns: list[str],
+    targets: list[str],
+    noun: str,
+    *,
+    ondelete: str | None = None,
+    deferrable: bool | None = None,
+    initially: str | None = None,
+    use_alter: bool = False,
+) -> ForeignKeyConstraint:
+    FOREIGN_KEY_TARGETS[name] = noun
+    CONSTRAINT_RULES[name] = f"the {noun} must exist"
+    return ForeignKeyConstraint(
+        columns,
+        targets,
+        name=name,
+        ondelete=ondelete,
+        deferrable=deferrable,
+        initially=initially,
+        use_alter=use_alter,
+    )
+
+
+def _length(column: str, minimum: int, maximum: int) -> str:
+    return f"length({column}) BETWEEN {minimum} AND {maximum}"
+
+
+def _only(expression: str, characters: str) -> str:
+    return f"ltrim({expression}, '{characters}') = ''"
+
+
+def _prefixed_id(column: str, prefix: str, maximum: int) -> str:
+    start = len(prefix) + 1
+    return (
+        f"substr({column}, 1, {len(prefix)}) = '{prefix}' AND "
+        f"{_length(column, start, maximum)} AND {_only(f'substr({column}, {start})', LOWER_ALNUM)}"
+    )
+
+
+def _account_id(column: str) -> str:
+    return f"{_length(column, 12, 16)} AND {_only(column, DIGITS)}"
+
+
+def _region(column: str) -> str:
+    return f"{_length(column, 1, 64)} AND {_only(column, LOWER_ALNUM + '-')}"
+
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key("accounts", ["account_id"], "an account with this account ID"),
+    _check(
+        "ck_accounts_account_id",
+        _account_id("account_id"),
+        "an account ID must have 12 to 16 digits",
+    ),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(128), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("secret_ciphertext", LargeBinary(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key("access_keys", ["access_key_id"], "an AccessKey with this AccessKey ID"),
+    _foreign_key("fk_access_keys_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _check(
+        "ck_access_keys_access_key_id",
+        f"{_length('access_key_id', 16, 128)} AND {_only('access_key_id', ALNUM)}",
+        "an AccessKey ID must have 16 to 128 letters and digits",
+    ),
+    _check(
+        "ck_access_keys_status",
+        _in("status", _values(AccessKeyStatus)),
+        "the AccessKey status must be one of " + ", ".join(_values(AccessKeyStatus)),
+    ),
+    Index("ix_access_keys_account_id", "account_id"),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("instance_id", String(64), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("connectivity", String(16), nullable=False),
+    Column("proxy_endpoint", String(2048), nullable=False),
+    Column("proxy_uri_path", String(128), nullable=False),
+    Column("vpc_endpoint_service", String(255), nullable=True),
+    Column("proxy_access_key_id", String(30), nullable=False),
+    Column("proxy_secret_ciphertext", LargeBinary(), nullable=False),
+    Column("tls_fingerprint", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("error_reason", String(32), nullable=True),
+    Column("error_detail", String(MAX_ERROR_DETAIL_LENGTH), nullable=False),
+    Column("last_health_check_at", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key("instances", ["instance_id"], "an instance with this instance ID"),
+    _foreign_key("fk_instances_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _check(
+        "ck_instances_instance_id",
+        _prefixed_id("instance_id", "kst-", 64),
+        "an instance ID must be 'kst-' followed by 1 to 60 lower-case letters and digits",
+    ),
+    _check(
+        "ck_instances_region",
+        _region("region"),
+        "the region must have 1 to 64 characters from lower-case letters, digits and '-'",
+    ),
+    _check("ck_instances_name", _length("name", 1, 128), "the name must have 1 to 128 characters"),
+    _check(
+        "ck_instances_connectivity",
+        _in("connectivity", _values(Connectivity)),
+        "connectivity must be one of " + ", ".join(_values(Connectivity)),
+    ),
+    _check(
+        "ck_instances_proxy_endpoint",
+        f"substr(proxy_endpoint, 1, 8) = 'https://' AND {_length('proxy_endpoint', 9, 2048)}",
+        "the proxy endpoint must be an https URL of at most 2048 characters",
+    ),
+    _check(
+        "ck_instances_proxy_uri_path",
+        f"{_length('proxy_uri_path', 11, 128)} AND "
+        "substr(proxy_uri_path, length(proxy_uri_path) - 10) = '/kms/xks/v1'",
+        "the proxy URI path must end in /kms/xks/v1 and have at most 128 characters",
+    ),
+    _check(
+        "ck_instances_vpc_endpoint_service",
+        "(connectivity = 'vpc' AND vpc_endpoint_service IS NOT NULL "
+        f"AND {_length('vpc_endpoint_service', 1, 255)}) "
+        "OR (connectivity <> 'vpc' AND vpc_endpoint_service IS NULL)",
+        "a VPC endpoint service name is required with connectivity 'vpc' and not allowed otherwise",
+    ),
+    _check(
+        "ck_instances_proxy_access_key_id",
+        f"{_length('proxy_access_key_id', 20, 30)} AND "
+        f"{_only('proxy_access_key_id', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567')}",
+        "the proxy access key ID must have 20 to 30 characters from A-Z and 2-7",
+    ),
+    _check(
+        "ck_instances_tls_fingerprint",
+        f"length(tls_fingerprint) = 64 AND {_only('tls_fingerprint', '0123456789abcdef')}",
+        "the TLS fingerprint must be 64 lower-case hex digits",
+    ),
+    _check(
+        "ck_instances_status",
+        _in("status", _values(InstanceStatus)),
+        "the instance status must be one of " + ", ".join(_values(InstanceStatus)),
+    ),
+    _check(
+        "ck_instances_error_reason",
+        _in("error_reason", _values(InstanceErrorReason)),
+        "the error reason must be one of " + ", ".join(_values(InstanceErrorReason)),
+    ),
+    _check(
+        "ck_instances_error_reason_status",
+        "(status = 'Error' AND error_reason IS NOT NULL) OR status = 'Disconnected' "
+        "OR (status NOT IN ('Error', 'Disconnected') AND error_reason IS NULL)",
+        "status 'Error' needs an error reason, and only 'Error' and 'Disconnected' may have one",
+    ),
+    _check(
+        "ck_instances_error_detail",
+        f"length(error_detail) <= {MAX_ERROR_DETAIL_LENGTH} "
+        "AND (error_detail = '' OR error_reason IS NOT NULL)",
+        f"the error detail must have at most {MAX_ERROR_DETAIL_LENGTH} characters and needs "
+        "an error reason",
+    ),
+    Index("ix_instances_account_id_region", "account_id", "region"),
+)
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("key_id", String(128), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("external_key_id", String(128), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("key_spec", String(32), nullable=False),
+    Column("key_usage", String(32), nullable=False),
+    Column("origin", String(32), nullable=False),
+    Column("protection_level", String(16), nullable=False),
+    Column("creator", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("primary_key_version_id", String(36), nullable=False),
+    Column(
+        "deletion_protection",
+        Boolean(create_constraint=True, name="ck_keys_deletion_protection_boolean"),
+        nullable=False,
+    ),
+    Column(
+        "deletion_protection_description",
+        String(MAX_DELETION_PROTECTION_DESCRIPTION_LENGTH),
+        nullable=False,
+    ),
+    Column("delete_date", UtcDateTime(), nullable=True),
+    Column("policy", Text(), nullable=False),
+    _primary_key("keys", ["key_id"], "a key with this key ID"),
+    _unique_constraint(
+        "keys",
+        "uq_keys_primary_key_version_id",
+        ["primary_key_version_id"],
+        "a key with this primary key version ID",
+    ),
+    _foreign_key("fk_keys_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _foreign_key("fk_keys_instance_id", ["instance_id"], ["instances.instance_id"], "instance"),
+    # The key and its first version refer to each other, so this constraint is
+    # checked at commit, after both rows are written.
+    _foreign_key(
+        "fk_keys_primary_key_version",
+        ["key_id", "primary_key_version_id"],
+        ["key_versions.key_id", "key_versions.key_version_id"],
+        "primary key version",
+        deferrable=True,
+        initially="DEFERRED",
+        use_alter=True,
+    ),
+    _check(
+        "ck_keys_key_id",
+        _prefixed_id("key_id", "key-", 128),
+        "a key ID must be 'key-' followed by 1 to 124 lower-case letters and digits",
+    ),
+    _check(
+        "ck_keys_region",
+        _region("region"),
+        "the region must have 1 to 64 characters from lower-case letters, digits and '-'",
+    ),
+    _check(
+        "ck_keys_external_key_id",
+        f"{_length('external_key_id', 1, 128)} AND {_only('external_key_id', ALNUM + '._-')}",
+        "the external key ID must have 1 to 128 characters from letters, digits, '.', '_' and '-'",
+    ),
+    _check(
+        "ck_keys_description",
+        f"length(description) <= {MAX_DESCRIPTION_LENGTH}",
+        f"the description must have at most {MAX_DESCRIPTION_LENGTH} characters",
+    ),
+    _check(
+        "ck_keys_state",
+        _in("state", _values(KeyState)),
+        "the key state must be one of " + ", ".join(_values(KeyState)),
+    ),
+    _check(
+        "ck_keys_key_spec",
+        _in("key_spec", _values(KeySpec)),
+        "the key spec must be one of " + ", ".join(_values(KeySpec)),
+    ),
+    _check(
+        "ck_keys_key_usage",
+        _in("key_usage", _values(KeyUsage)),
+        "the key usage must be one of " + ", ".join(_values(KeyUsage)),
+    ),
+    _check(
+        "ck_keys_origin",
+        _in("origin", _values(KeyOrigin)),
+        "the key origin must be one of " + ", ".join(_values(KeyOrigin)),
+    ),
+    _check(
+        "ck_keys_protection_level",
+        _in("protection_level", _values(ProtectionLevel)),
+        "the protection level must be one of " + ", ".join(_values(ProtectionLevel)),
+    ),
+    _check(
+        "ck_keys_creator", _length("creator", 1, 64), "the creator must have 1 to 64 characters"
+    ),
+    _check(
+        "ck_keys_primary_key_version_id",
+        f"length(primary_key_version_id) = 36 AND "
+        f"{_only('primary_key_version_id', '0123456789abcdef-')}",
+        "the primary key version ID must be a UUID in lower-case hex",
+    ),
+    _check(
+        "ck_keys_deletion_protection_description",
+        f"length(deletion_protection_description) <= {MAX_DELETION_PROTECTION_DESCRIPTION_LENGTH}"
+        " AND (deletion_protection OR deletion_protection_description = '')",
+        "a deletion protection description is allowed only while deletion protection is on, "
+        f"with at most {MAX_DELETION_PROTECTION_DESCRIPTION_LENGTH} characters",
+    ),
+    _check(
+        "ck_keys_delete_date",
+        "(state = 'PendingDeletion' AND delete_date IS NOT NULL) "
+        "OR (state <> 'PendingDeletion' AND delete_date IS NULL)",
+        "a key has a delete date exactly when its state is PendingDeletion",
+    ),
+    _check(
+        "ck_keys_deletion_protection_state",
+        "NOT (deletion_protection AND state = 'PendingDeletion')",
+        "a key with deletion protection cannot be PendingDeletion; turn protection off first",
+    ),
+    _check(
+        "ck_keys_policy",
+        f"length(policy) BETWEEN 2 AND {MAX_POLICY_BYTES}",
+        f"the policy must be a JSON object of at most {MAX_POLICY_BYTES} characters",
+    ),
+    Index("ix_keys_account_id_region_created_at", "account_id", "region", "created_at", "key_id"),
+    Index("ix_keys_instance_id", "instance_id"),
+)
+
+key_versions = Table(
+    "key_versions",
+    metadata,
+    Column("key_version_id", String(36), nullable=False),
+    Column("key_id", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key("key_versions", ["key_version_id"], "a key version with this key version ID"),
+    _unique_constraint(
+        "key_versions",
+        "uq_key_versions_key_id_key_version_id",
+        ["key_id", "key_version_id"],
+        "this key version of this key",
+    ),
+    _foreign_key("fk_key_versions_key_id", ["key_id"], ["keys.key_id"], "key", ondelete="CASCADE"),
+    _check(
+        "ck_key_versions_key_version_id",
+        f"length(key_version_id) = 36 AND {_only('key_version_id', '0123456789abcdef-')}",
+        "a key version ID must be a UUID in lower-case hex",
+    ),
+)
+
+signature_nonces = Table(
+    "signature_nonces",
+    metadata,
+    Column("access_key_id", String(128), nullable=False),
+    Column("nonce", String(128), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    _primary_key("signature_nonces", ["access_key_id", "nonce"], "this nonce of this AccessKey"),
+    Index("ix_signature_nonces_expires_at", "expires_at"),
+)
