@@ -118,7 +118,7 @@ def _start_admin(settings: ProxySettings, proxy: Proxy) -> threading.Thread | No
     # uvicorn leaves signal handling to the main thread's server.
     thread = threading.Thread(target=server.run, name="hyok-admin", daemon=True)
     thread.start()
-    logger.info("admin API listening on https://%s:%d", admin.host, admin.port)
+    logger.info("starting the admin API on https://%s:%d", admin.host, admin.port)
     return thread
 
 
@@ -133,7 +133,7 @@ def serve(config_path: Path) -> None:
         proxy = Proxy(settings)
         _start_admin(settings, proxy)
         config = uvicorn_config(settings, XksApp(proxy), lifespan="on")
-        logger.info("XKS proxy listening on https://%s:%d (key stores: %s)",
+        logger.info("starting the XKS proxy on https://%s:%d (key stores: %s)",
                     settings.server.host, settings.server.port, stores)
         try:
             uvicorn.Server(config).run()
@@ -147,7 +147,7 @@ def serve(config_path: Path) -> None:
     _start_admin(settings, admin_proxy)
     config = uvicorn_config(settings, "hyok.xki.server:create_app_from_env", factory=True,
                             workers=workers, lifespan="on")
-    logger.info("XKS proxy listening on https://%s:%d with %d workers (key stores: %s)",
+    logger.info("starting the XKS proxy on https://%s:%d with %d workers (key stores: %s)",
                 settings.server.host, settings.server.port, workers, stores)
     try:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
