@@ -27,6 +27,8 @@ Example::
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -193,8 +195,7 @@ def _sqlite_engine(url: URL, shown: str, timeout: float) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            journal_mode = cursor.fetchone()[0]
+            journal_mode = _enable_wal(cursor, timeout)
         finally:
             cursor.close()
         if str(journal_mode).lower() != "wal":
@@ -210,6 +211,31 @@ def _sqlite_engine(url: URL, shown: str, timeout: float) -> Engine:
         connection.exec_driver_sql(begin)
 
     return engine
+
+
+def _enable_wal(cursor: Any, timeout: float) -> str:
+    """Switch a SQLite file to WAL journaling and return the journal mode it ends in.
+
+    WAL is stored in the file, so only the first connection switches. That
+    switch needs an exclusive lock, and SQLite may report "database is locked"
+    at once instead of waiting when several processes open a new file
+    together, so it is retried until the busy timeout.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    mode = str(cursor.fetchone()[0])
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while mode.lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            mode = str(cursor.fetchone()[0])
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+    return mode
 
 
 def _postgresql_engine(
