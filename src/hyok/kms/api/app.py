@@ -1,0 +1,437 @@
+"""The KMS OpenAPI (2016-01-20) front door as a plain ASGI application.
+
+:class:`KmsApp` accepts ``POST`` and ``GET`` on ``/``, verifies the Alibaba
+Cloud signature (ACS3-HMAC-SHA256 or V1 HMAC-SHA1), checks the API version,
+and passes the decoded parameters to the handler registered for the action.
+This module only translates between HTTP and handlers: the handlers hold the
+business rules, and the store contains the AccessKeys.
+
+Order of checks: path (``InvalidAction.NotFound``), method
+(``MethodNotAllowed``), body size (``PayloadTooLarge``), signature, time,
+nonce and AccessKey (the codes of :class:`~hyok.common.acs_signature.SignatureError`),
+the AccessKey status (``InvalidAccessKeyId.Inactive``), the version
+(``InvalidParameter``), then the action (``InvalidAction.NotFound``).
+
+Request line length: every business parameter travels in the query string,
+so a request line can exceed 100 KB (a 32 KB policy, Base64 blobs). Serve
+this app with uvicorn's ``h11`` implementation and raise
+``h11_max_incomplete_event_size`` (``--h11-max-incomplete-event-size``,
+16 KiB by default) to at least :data:`MIN_H11_INCOMPLETE_EVENT_SIZE`, because
+h11 rejects a request whose incomplete head (request line and headers) grows
+past it. Do not use ``httptools``: its URL parser (``httptools.parse_url``,
+which uvicorn calls on every request) rejects a URL longer than 65,535 bytes
+(httptools 0.9), and uvicorn responds "Invalid HTTP request received." No
+uvicorn setting changes that.
+
+Turn uvicorn's access log off (``access_log=False``, ``--no-access-log``),
+because it writes the request target, and with it every parameter value.
+
+Blocking work (the store lookups of AccessKeys and nonces, and the signature
+check that makes them) runs in a worker thread, so the event loop stays free.
+Each request writes one INFO line to the ``hyok.kms.api`` logger with the
+action, status, code, request ID, verified access key ID and latency. It
+never contains a parameter value, a secret or a signature.
+
+Example::
+
+    store = KmsStore(open_database(url), SecretBox(root_key))
+    app = KmsApp(store, region="cn-hangzhou", nonce_cache=DatabaseNonceCache(store.database))
+    uvicorn.run(
+        app, host="127.0.0.1", port=8443, ssl_certfile=..., ssl_keyfile=...,
+        http="h11", h11_max_incomplete_event_size=MIN_H11_INCOMPLETE_EVENT_SIZE,
+        access_log=False,
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Final, TypeVar
+
+from hyok.common.acs_signature import (
+    DEFAULT_MAX_SKEW,
+    AcsCredential,
+    AcsRequest,
+    AcsVerifier,
+    NonceCache,
+    SignatureError,
+    SignatureErrorCode,
+    VerifiedCaller,
+)
+from hyok.common.errors import MethodNotAllowedError, PayloadTooLargeError, RequestError
+from hyok.kms.api import responses
+from hyok.kms.api.errors import (
+    InternalFailureError,
+    InvalidActionNotFoundError,
+    InvalidParameterError,
+    KmsError,
+    ServiceUnavailableTemporaryError,
+    shown_value,
+)
+from hyok.kms.api.params import Params
+from hyok.kms.domain import AccessKey, AccessKeyStatus
+from hyok.kms.store import KmsStore, StoreUnavailableError
+
+__all__ = [
+    "API_VERSION",
+    "DEFAULT_CREDENTIAL_CACHE_SECONDS",
+    "DEFAULT_MAX_BODY_BYTES",
+    "MIN_H11_INCOMPLETE_EVENT_SIZE",
+    "AccessKeyInactiveError",
+    "CallContext",
+    "Handler",
+    "KmsApp",
+    "builtin_handlers",
+]
+
+logger = logging.getLogger("hyok.kms.api")
+
+API_VERSION: Final = "2016-01-20"
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+DEFAULT_CREDENTIAL_CACHE_SECONDS: Final = 5.0
+MIN_H11_INCOMPLETE_EVENT_SIZE: Final = 256 * 1024
+"""An ``h11_max_incomplete_event_size`` large enough for a 128 KB request line with its headers."""
+
+_ALLOWED_METHODS: Final = ("GET", "POST")
+_CACHE_MAX_ENTRIES: Final = 10_000
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """The caller and place of one API call, which a handler receives with the parameters.
+
+    ``request_id`` is an upper-case UUID4, as Alibaba Cloud writes it.
+    ``account_id`` owns the verified ``access_key_id``. ``region`` is the
+    region this service runs as. ``source_ip`` is the peer address of the
+    connection (a reverse proxy's address when one is in front), or an empty
+    string when the server does not report it.
+    """
+
+    request_id: str
+    account_id: str
+    access_key_id: str
+    region: str
+    source_ip: str
+
+
+Handler = Callable[[CallContext, Params], Awaitable[dict[str, Any]]]
+"""An action handler: an async function from the call context and parameters to the result.
+
+The result must not contain ``RequestId``, which the app adds. A handler
+reports a caller fault by raising a :class:`~hyok.common.errors.RequestError`
+such as a :class:`~hyok.kms.api.errors.KmsError`.
+"""
+
+
+class AccessKeyInactiveError(KmsError):
+    """A request signed with an AccessKey whose status is Inactive."""
+
+    code = "InvalidAccessKeyId.Inactive"
+    # NOTE: the status of this gateway code is not documented for KMS. 400
+    # matches the other AccessKey and signature codes of the gateway.
+    http_status = 400
+
+
+def builtin_handlers(regions: Sequence[str]) -> dict[str, Handler]:
+    """Return the actions that need no key: ``DescribeRegions`` and ``DescribeAccountKmsStatus``."""
+    region_list = [{"RegionId": region} for region in regions]
+
+    async def describe_regions(_ctx: CallContext, _params: Params) -> dict[str, Any]:
+        return {"Regions": {"Region": [dict(item) for item in region_list]}}
+
+    async def describe_account_kms_status(_ctx: CallContext, _params: Params) -> dict[str, Any]:
+        return {"AccountStatus": "Enabled"}
+
+    return {
+        "DescribeRegions": describe_regions,
+        "DescribeAccountKmsStatus": describe_account_kms_status,
+    }
+
+
+class _AccessKeyDirectory:
+    """A cache of the AccessKeys in the store, which keeps each found key for ``ttl`` seconds.
+
+    Only found keys are cached, so a new AccessKey works on its first
+    request. A deactivated or deleted AccessKey stops working at most ``ttl``
+    seconds later. The verifier calls it from worker threads, so it is thread-safe.
+    """
+
+    def __init__(self, store: KmsStore, ttl: float) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, AccessKey]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"_AccessKeyDirectory(ttl={self._ttl}, entries={len(self._entries)})"
+
+    def get(self, access_key_id: str) -> AccessKey | None:
+        now = time.monotonic()
+        if self._ttl > 0:
+            with self._lock:
+                entry = self._entries.get(access_key_id)
+            if entry is not None and entry[0] > now:
+                return entry[1]
+        with self._store.session(read_only=True) as session:
+            access_key = session.access_keys.get(access_key_id)
+        if access_key is not None and self._ttl > 0:
+            with self._lock:
+                if len(self._entries) >= _CACHE_MAX_ENTRIES:
+                    self._entries = {
+                        key: value for key, value in self._entries.items() if value[0] > now
+                    }
+                if len(self._entries) < _CACHE_MAX_ENTRIES:
+                    self._entries[access_key_id] = (now + self._ttl, access_key)
+        return access_key
+
+    def credential(self, access_key_id: str) -> AcsCredential | None:
+        """Return the credential of an access key ID, or None when it is not found.
+
+        Raises AccessKeyInactiveError for an Inactive AccessKey.
+        """
+        access_key = self.get(access_key_id)
+        if access_key is None:
+            return None
+        if access_key.status is not AccessKeyStatus.ACTIVE:
+            raise AccessKeyInactiveError(
+                "the AccessKey that signed the request is inactive: activate it or sign with "
+                "an active AccessKey"
+            )
+        return AcsCredential(access_key.access_key_id, access_key.secret)
+
+
+class _Outcome:
+    """The action and access key ID that the log line of one request reports."""
+
+    __slots__ = ("access_key_id", "action")
+
+    def __init__(self) -> None:
+        self.action = "-"
+        self.access_key_id = "-"
+
+
+class KmsApp:
+    """ASGI callable serving the KMS OpenAPI on ``/``.
+
+    ``store`` contains the accounts and AccessKeys. ``region`` is the region
+    of this service, and ``regions`` what DescribeRegions lists
+    (``region`` alone by default). ``handlers`` add actions to, or replace,
+    the built-in ones. ``nonce_cache`` must be shared by every node that
+    serves the same AccessKeys (a
+    :class:`~hyok.kms.store.DatabaseNonceCache`); the default keeps nonces in
+    this process. ``host_id`` is the ``HostId`` of error bodies
+    (``kms.<region>.hyok.local`` by default) and ``recommend_base`` the start
+    of their ``Recommend`` link. ``credential_cache_seconds`` is how long a
+    found AccessKey is reused without reading the store (0 turns this off).
+    ``executor`` runs the blocking work; None uses the loop's default executor.
+    """
+
+    def __init__(
+        self,
+        store: KmsStore,
+        *,
+        region: str,
+        regions: Sequence[str] | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+        nonce_cache: NonceCache | None = None,
+        max_skew: timedelta = DEFAULT_MAX_SKEW,
+        clock: Callable[[], datetime] | None = None,
+        host_id: str | None = None,
+        recommend_base: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        credential_cache_seconds: float = DEFAULT_CREDENTIAL_CACHE_SECONDS,
+        executor: Executor | None = None,
+    ) -> None:
+        if max_body_bytes < 0:
+            raise ValueError(f"max_body_bytes must be 0 or more, got {max_body_bytes}")
+        if credential_cache_seconds < 0:
+            raise ValueError(
+                f"credential_cache_seconds must be 0 or more, got {credential_cache_seconds}"
+            )
+        self.region = region
+        self.host_id = host_id or f"kms.{region}.hyok.local"
+        self.recommend_base = recommend_base or f"https://{self.host_id}/troubleshoot"
+        self.max_body_bytes = max_body_bytes
+        self.handlers: dict[str, Handler] = {
+            **builtin_handlers(list(regions) if regions is not None else [region]),
+            **(handlers or {}),
+        }
+        self._directory = _AccessKeyDirectory(store, credential_cache_seconds)
+        verifier_options: dict[str, Any] = {"max_skew": max_skew, "nonce_cache": nonce_cache}
+        if clock is not None:
+            verifier_options["clock"] = clock
+        self._verifier = AcsVerifier(self._directory.credential, **verifier_options)
+        self._executor = executor
+
+    def __repr__(self) -> str:
+        return f"KmsApp(region={self.region!r}, actions={len(self.handlers)})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4()).upper()
+        outcome = _Outcome()
+        try:
+            result = await self._handle(scope, receive, request_id, outcome)
+            status, headers, body = responses.success(request_id, result)
+            code = "OK"
+        except RequestError as exc:
+            status, headers, body = self._error(request_id, exc)
+            code = exc.code
+        except StoreUnavailableError:
+            logger.warning("store unavailable (request %s)", request_id, exc_info=True)
+            failure: KmsError = ServiceUnavailableTemporaryError(
+                "the KMS database is unavailable: retry later"
+            )
+            status, headers, body = self._error(request_id, failure)
+            code = failure.code
+        except Exception:
+            logger.exception("unexpected failure (request %s)", request_id)
+            failure = InternalFailureError(
+                "the KMS failed to process the request: retry later, and report the RequestId "
+                "if the failure persists"
+            )
+            status, headers, body = self._error(request_id, failure)
+            code = failure.code
+        if status == 405:
+            headers.append(("allow", ", ".join(_ALLOWED_METHODS)))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        logger.info(
+            "kms request action=%s status=%d code=%s request_id=%s access_key_id=%s "
+            "latency_ms=%.1f",
+            outcome.action,
+            status,
+            code,
+            request_id,
+            outcome.access_key_id,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _error(self, request_id: str, exc: RequestError) -> responses.Response:
+        return responses.error(
+            request_id, exc, host_id=self.host_id, recommend_base=self.recommend_base
+        )
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, request_id: str, outcome: _Outcome
+    ) -> dict[str, Any]:
+        if scope["path"] != "/":
+            raise InvalidActionNotFoundError(
+                f"the path {shown_value(scope['path'])} is not found: send KMS API requests to "
+                "the path /"
+            )
+
+        method = scope["method"]
+        if method not in _ALLOWED_METHODS:
+            raise MethodNotAllowedError(
+                f"the HTTP method {shown_value(method)} is not allowed: send KMS API requests "
+                "with POST or GET"
+            )
+
+        body = await self._read_body(scope, receive)
+        caller: VerifiedCaller = await self._run(
+            self._verifier.verify, AcsRequest.from_asgi(scope, body)
+        )
+        outcome.access_key_id = caller.access_key_id
+        access_key = await self._run(self._directory.get, caller.access_key_id)
+        if access_key is None:
+            # The AccessKey was deleted after the signature check read it.
+            raise SignatureError(
+                SignatureErrorCode.INVALID_ACCESS_KEY_ID_NOT_FOUND,
+                "the AccessKey that signed the request is not found: sign with an active AccessKey",
+            )
+
+        if caller.version != API_VERSION:
+            raise InvalidParameterError(
+                f"the API version is not supported: this service implements KMS API version "
+                f"{API_VERSION}, so send x-acs-version (or Version) {API_VERSION}",
+                parameter="Version",
+            )
+
+        handler = self.handlers.get(caller.action)
+        if handler is None:
+            raise InvalidActionNotFoundError(
+                "the action is not found in this KMS: check the action name, which is "
+                "case-sensitive"
+            )
+        outcome.action = caller.action
+
+        client = scope.get("client")
+        context = CallContext(
+            request_id=request_id,
+            account_id=access_key.account_id,
+            access_key_id=caller.access_key_id,
+            region=self.region,
+            source_ip=str(client[0]) if client else "",
+        )
+        return await handler(context, Params(caller.parameters))
+
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(function, *args))
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
+        for name, value in scope["headers"]:
+            declared = value.strip() if name.lower() == b"content-length" else b""
+            if declared.isdigit() and int(declared) > limit:
+                raise PayloadTooLargeError(
+                    f"the request body is larger than {limit} bytes, the maximum this KMS "
+                    "accepts: send large parameters in the query string"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"the request body is larger than {limit} bytes, the maximum this KMS accepts: "
+                    "send large parameters in the query string"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
