@@ -306,9 +306,14 @@ def print_json(data: object) -> None:
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Print rows as a table on standard output; cell text is never read as markup."""
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        # "fold" keeps long key IDs whole across lines instead of cutting them.
-        table.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        if index == 0:
+            # The first column holds IDs that people copy: never wrap them.
+            widest = max((len(row[0]) for row in rows), default=len(column))
+            table.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
+        else:
+            # "fold" keeps long values whole across lines instead of cutting them.
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     _console().print(table)
