@@ -53,6 +53,7 @@ from hyok.common.errors import (
     ValidationError,
 )
 from hyok.common.ids import is_valid_key_id, validate_key_id
+from hyok.common.jsontypes import json_type_name
 from hyok.common.secrets import Secret
 from hyok.kmi.base import Capabilities, KeyInfo, KeyManager, KeyUsage
 
@@ -471,7 +472,7 @@ async def _read_json_object(request: Request) -> dict[str, object]:
         ) from None
     if not isinstance(data, dict):
         raise ValidationError(
-            f"the request body is a JSON {_json_type(data)}; send a JSON object such as "
+            f"the request body is a JSON {json_type_name(data)}; send a JSON object such as "
             '{"keyId": "my-key"}'
         )
     return data
@@ -491,7 +492,7 @@ def _parse_create(body: dict[str, object]) -> tuple[str | None, list[KeyUsage] |
     if raw_id is not None:
         if not isinstance(raw_id, str):
             raise ValidationError(
-                f"keyId must be a string, not a JSON {_json_type(raw_id)}; "
+                f"keyId must be a string, not a JSON {json_type_name(raw_id)}; "
                 "omit it to have a UUID generated"
             )
         key_id = validate_key_id(raw_id)
@@ -503,14 +504,17 @@ def _parse_create(body: dict[str, object]) -> tuple[str | None, list[KeyUsage] |
         if not isinstance(raw_usages, list):
             raise ValidationError(
                 f'usages must be a list of strings such as ["ENCRYPT", "DECRYPT"], not a '
-                f"JSON {_json_type(raw_usages)}"
+                f"JSON {json_type_name(raw_usages)}"
             )
         if not raw_usages:
             raise ValidationError("usages must not be empty; omit it to get ENCRYPT and DECRYPT")
         usages = []
         for index, item in enumerate(raw_usages):
             if not isinstance(item, str) or item not in _USAGE_NAMES:
-                shown = repr(_echo(item)) if isinstance(item, str) else f"a JSON {_json_type(item)}"
+                if isinstance(item, str):
+                    shown = repr(_echo(item))
+                else:
+                    shown = f"a JSON {json_type_name(item)}"
                 raise ValidationError(
                     f"usages[{index}] is {shown}, which is not a key usage; use one of {allowed}"
                 )
@@ -585,19 +589,6 @@ def _iso_utc(moment: datetime) -> str:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def _json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
 
 
 def _echo(value: str, limit: int = _MAX_ECHO_CHARS) -> str:

@@ -22,6 +22,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
+from hyok.common.jsontypes import json_type_name
 from hyok.kms.api.errors import (
     DuplicateTagKeyError,
     InvalidParameterError,
@@ -135,7 +136,7 @@ class Params:
         if not isinstance(document, dict):
             raise InvalidParameterError(
                 f"The parameter {name} must be a JSON object ({{...}}), "
-                f"not a JSON {_json_kind(document)}.",
+                f"not a JSON {json_type_name(document)}.",
                 parameter=name,
             )
         return document
@@ -148,7 +149,7 @@ class Params:
         if not isinstance(document, list):
             raise InvalidParameterError(
                 f"The parameter {name} must be a JSON array ([...]), "
-                f"not a JSON {_json_kind(document)}.",
+                f"not a JSON {json_type_name(document)}.",
                 parameter=name,
             )
         return document
@@ -451,16 +452,3 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _reject_constant(name: str) -> object:
     raise _JsonRejected(f"{name} is not a JSON number")
 
-
-def _json_kind(value: object) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
