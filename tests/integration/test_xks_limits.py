@@ -196,7 +196,7 @@ def test_deadline_covers_integrity_check(limits: LimitsProxy) -> None:
         limits.slow.delay = 0.0
 
     # A deadline per backend call would let both calls finish (0.36 s) and
-    # answer 200, so the 503 is what proves the budget covers the request.
+    # return 200, so the 503 proves that the budget covers the request.
     # The time bound only catches a hang; it stays loose for a loaded machine.
     assert_xks_error(response, 503, "DependencyTimeoutException")
     assert elapsed < 1.0, f"answered after {elapsed:.3f} s"

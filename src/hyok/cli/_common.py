@@ -308,7 +308,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     table = Table(title=title, title_justify="left")
     for index, column in enumerate(columns):
         if index == 0:
-            # The first column holds IDs that people copy: never wrap them.
+            # The first column contains IDs that people copy, so it never wraps.
             widest = max((len(row[0]) for row in rows), default=len(column))
             table.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
         else:

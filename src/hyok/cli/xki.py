@@ -26,7 +26,7 @@ __all__ = ["xki"]
 
 @click.group()
 def xki() -> None:
-    """The XKI proxy: the XKS proxy API v1 in front of your key manager."""
+    """Run and configure the XKI proxy: the XKS proxy API v1 in front of your key manager."""
 
 
 @xki.command()

@@ -39,7 +39,7 @@ __all__ = [
 
 @enum.unique
 class KeySpec(enum.StrEnum):
-    """Key type; XKS v1 knows only 256-bit AES keys."""
+    """Key type; XKS v1 defines only 256-bit AES keys."""
 
     AES_256 = "AES_256"
 
@@ -112,7 +112,7 @@ class FleetMember:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend supports, so callers can choose behaviour without trying and failing."""
+    """Features of a backend, so callers can choose behaviour without trying and failing."""
 
     usages: frozenset[KeyUsage] = frozenset({KeyUsage.ENCRYPT, KeyUsage.DECRYPT})
     decrypt_iv_lengths: frozenset[int] = frozenset({12, 16})

@@ -189,7 +189,7 @@ class XksApp:
             )
         if operation is Operation.HEALTH:
             # The error table allows no ValidationException for GetHealthStatus,
-            # so a malformed health body is logged but still answered.
+            # so a malformed health body is audited but still gets a health response.
             with contextlib.suppress(RequestError):
                 context.metadata = xks.parse_metadata_request(body, operation)
             return await self._health(store)
@@ -306,13 +306,13 @@ class XksApp:
     async def _call(self, store: KeyStore, context: _Context, function: Callable[..., Any],
                     *args: Any) -> Any:
         """Run one backend call within what is left of the request's deadline."""
-        timeout = self.proxy.deadline
+        timed_out = DependencyTimeoutError(
+            f"the key manager of key store {store.name} did not respond within "
+            f"{self.proxy.deadline * 1000:.0f} ms"
+        )
         remaining = context.deadline - time.monotonic()
         if remaining <= 0:
-            raise DependencyTimeoutError(
-                f"the key manager of key store {store.name} did not answer within "
-                f"{timeout * 1000:.0f} ms"
-            )
+            raise timed_out
         if not store.backend.capabilities.blocking:
             return function(*args)
         loop = asyncio.get_running_loop()
@@ -320,10 +320,7 @@ class XksApp:
         try:
             return await asyncio.wait_for(future, remaining)
         except TimeoutError:
-            raise DependencyTimeoutError(
-                f"the key manager of key store {store.name} did not answer within "
-                f"{timeout * 1000:.0f} ms"
-            ) from None
+            raise timed_out from None
 
     async def _encrypt(self, store: KeyStore, context: _Context, key_id: str,
                        request: xks.EncryptRequest) -> bytes:

@@ -1,9 +1,9 @@
 """SigV4 credentials of a key store, kept in a sealed file.
 
 Each key store has its own credential file, sealed with the proxy's secrets
-passphrase (see :mod:`hyok.common.sealed`). The file holds up to
-``MAX_CREDENTIALS`` live credentials so that a KMS can move to a new one while
-the old one still works; the running proxy rereads the file when it changes.
+passphrase (see :mod:`hyok.common.sealed`). The file contains up to
+``MAX_CREDENTIALS`` live credentials, so that a KMS can move to a new one while
+the old one still works. The running proxy rereads the file when it changes.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _decode(payload: bytes, path: Path) -> list[StoredCredential]:
             access_key_id = str(item["accessKeyId"])
             secret = str(item["secret"])
             if not _ACCESS_KEY_ID.fullmatch(access_key_id) or not _SECRET.fullmatch(secret):
-                raise KeystoreCorruptError(f"credential file {path} holds a malformed credential")
+                raise KeystoreCorruptError(f"credential file {path} contains an invalid credential")
             created = datetime.fromisoformat(item["createdAt"])
             result.append(StoredCredential(Credential(access_key_id, Secret(secret)), created))
     except (ValueError, KeyError, TypeError, AttributeError):

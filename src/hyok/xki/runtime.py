@@ -56,7 +56,7 @@ def _key_matcher(patterns: Iterable[str]) -> Callable[[str], bool]:
 
 @dataclass(frozen=True, slots=True)
 class KeyStoreState:
-    """What a reload may change in a key store, replaced as a whole."""
+    """Key-store state that a reload may change, replaced as a whole."""
 
     settings: KeyStoreSettings
     credentials: Mapping[str, StoredCredential]

@@ -2,8 +2,8 @@
 
 With ``workers = 1`` everything runs in this process. With more, uvicorn
 spawns worker processes that each build their own Proxy from the file named in
-``HYOK_XKI_CONFIG``; the SSL context and protocol factories below are module
-functions so that the worker configuration can be pickled.
+``HYOK_XKI_CONFIG``. The SSL context and protocol factories below are module
+functions, because the worker configuration is pickled.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _mtls_protocol_from_env(**kwargs: Any) -> asyncio.Protocol:
 
 
 def uvicorn_config(settings: ProxySettings, app: Any, **extra: Any) -> uvicorn.Config:
-    """The uvicorn configuration of the XKS listener for ``settings``."""
+    """Build the uvicorn configuration of the XKS listener for ``settings``."""
     server = settings.server
     # Checked here, in the parent, so that a bad file fails before workers start.
     server_ssl_context(server.cert_file, server.key_file, min_version=server.min_tls_version,

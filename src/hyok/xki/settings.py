@@ -39,7 +39,7 @@ class _Model(BaseModel):
 
 
 class SecretSource(_Model):
-    """Where a secret comes from: an environment variable, a file, or both (the variable wins)."""
+    """Source of a secret: an environment variable, a file, or both (the variable wins)."""
 
     env: str | None = None
     file: Path | None = None

@@ -55,8 +55,8 @@ IV_LENGTHS: Final = frozenset({12, 16})
 ERROR_MESSAGE_MAX: Final = 511
 
 # Ciphertext metadata that hyok returns with every encryption. It names the
-# AAD layout used (length-prefixed AAD and metadata), so a later layout can be
-# told apart from this one at decrypt time.
+# AAD layout used (length-prefixed AAD and metadata), so that decryption can
+# recognise a later layout.
 CIPHERTEXT_METADATA: Final = b"hyok/1"
 
 
@@ -87,7 +87,7 @@ _OPTIONAL_FIELDS: Final = ("kmsKeyArn", "kmsViaService", "awsSourceVpc", "awsSou
 
 @dataclass(frozen=True, slots=True)
 class RequestMetadata:
-    """The ``requestMetadata`` object. Unknown fields are ignored, as the specification asks."""
+    """The ``requestMetadata`` object; unknown fields are ignored, as the specification requires."""
 
     kms_request_id: str
     kms_operation: str
@@ -261,7 +261,9 @@ def parse_decrypt(body: bytes) -> DecryptRequest:
                  too_large=bad)
     tag = _base64(document, "authenticationTag", required=True, limit=TAG_LENGTH, error=bad,
                   too_large=bad)
-    assert ciphertext is not None and iv is not None and tag is not None
+    assert ciphertext is not None
+    assert iv is not None
+    assert tag is not None
     if len(iv) not in IV_LENGTHS:
         raise InvalidCiphertextError(
             f"initializationVector has {len(iv)} bytes; AES_GCM needs 12 or 16"
@@ -356,5 +358,5 @@ def _printable(message: str) -> str:
 
 
 def error_body(name: str, message: str) -> bytes:
-    """An XKS error body; the message is printable ASCII below 512 characters."""
+    """Build an XKS error body whose message is printable ASCII below 512 characters."""
     return _dump({"errorName": name, "errorMessage": _printable(message)})
