@@ -12,7 +12,6 @@ makes them skip.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,9 +24,11 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy.exc
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, insert, inspect, make_url, select, text, update
+from sqlalchemy import Engine, create_engine, insert, inspect, select, text, update
 
 from hyok.common.acs_signature import SignatureError, SignatureErrorCode
 from hyok.common.errors import ConfigError, ValidationError
@@ -36,6 +37,7 @@ from hyok.kms.domain import (
     AccessKey,
     AccessKeyStatus,
     Account,
+    Connectivity,
     Instance,
     InstanceErrorReason,
     InstanceStatus,
@@ -74,8 +76,15 @@ from hyok.kms.store import (
     upgrade,
 )
 from hyok.kms.store import migrations as store_migrations
+from hyok.kms.store.tables import key_tags as key_tags_table
 from hyok.kms.store.tables import keys as keys_table
 from hyok.kms.store.tables import metadata
+from tests.integration._postgres import (
+    RUN_ID,
+    PostgresServer,
+    find_postgres,
+    require_postgres,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,48 +96,19 @@ EXPECTED_TABLES = {
     "access_keys",
     "instances",
     "keys",
+    "key_tags",
     "key_versions",
     "signature_nonces",
     "kms_schema_version",
 }
-RUN_ID = uuid.uuid4().hex[:8]
 
 
 # --- PostgreSQL server --------------------------------------------------------------
 
 
-@dataclass
-class PostgresServer:
-    """The reachable PostgreSQL server, or the reason none is."""
-
-    url: str | None
-    problem: str = ""
-    schemas: list[str] = field(default_factory=list)
-
-
-def _find_postgres() -> PostgresServer:
-    configured = os.environ.get("HYOK_TEST_POSTGRES_URL")
-    candidates = (
-        [configured]
-        if configured
-        else [f"postgresql://{user}@127.0.0.1:5432/test" for user in ("postgres", "root")]
-    )
-    problems = []
-    for url in candidates:
-        try:
-            with psycopg.connect(url, connect_timeout=5) as connection:
-                connection.execute("SELECT 1")
-        except psycopg.Error as exc:
-            shown = make_url(url).render_as_string(hide_password=True)
-            problems.append(f"{shown}: {str(exc).strip()}")
-            continue
-        return PostgresServer(url)
-    return PostgresServer(None, "; ".join(problems))
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    server = _find_postgres()
+    server = find_postgres()
     yield server
     if server.url is None:
         return
@@ -136,20 +116,6 @@ def postgres_server() -> Iterator[PostgresServer]:
     with psycopg.connect(server.url, autocommit=True) as connection:
         for schema in server.schemas:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _require_postgres(server: PostgresServer) -> str:
-    if server.url is not None:
-        return server.url
-    message = (
-        "PostgreSQL is not reachable for the KMS store tests ("
-        + server.problem
-        + "). Start PostgreSQL on 127.0.0.1:5432 with a database 'test', set "
-        "HYOK_TEST_POSTGRES_URL, or set HYOK_TEST_SKIP_POSTGRES=1 to skip these tests."
-    )
-    if os.environ.get("HYOK_TEST_SKIP_POSTGRES") == "1":
-        pytest.skip(message)
-    pytest.fail(message, pytrace=False)
 
 
 # --- Backends -----------------------------------------------------------------------
@@ -190,7 +156,7 @@ def backend(
             database.dispose()
         return
 
-    url = _require_postgres(postgres_server)
+    url = require_postgres(postgres_server)
     schema = f"hyok_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     postgres_server.schemas.append(schema)
     with psycopg.connect(url, autocommit=True) as connection:
@@ -261,6 +227,18 @@ def make_instance(account: Account, **changes: Any) -> Instance:
     return Instance(**fields)
 
 
+def make_unconfigured_instance(account: Account, **changes: Any) -> Instance:
+    fields: dict[str, Any] = {
+        "instance_id": new_instance_id(),
+        "account_id": account.account_id,
+        "region": REGION,
+        "name": "instance without a proxy",
+        "created_at": tick(),
+    }
+    fields.update(changes)
+    return Instance(**fields)
+
+
 def make_key(instance: Instance, **changes: Any) -> tuple[Key, KeyVersion]:
     key_id = new_key_id()
     version_id = new_key_version_id()
@@ -322,7 +300,7 @@ def test_upgrade_from_empty_creates_tables(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == head_revision() == "0001"
+    assert current_revision(database) == head_revision() == "0002"
     check_current(database)
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
     assert tables == EXPECTED_TABLES
@@ -388,6 +366,86 @@ def test_check_current_rejects_unknown_revision(database: Database) -> None:
         connection.execute(text("UPDATE kms_schema_version SET version_num = '9999'"))
     with pytest.raises(SchemaVersionError, match="revision '9999'"):
         check_current(database)
+
+
+def downgrade(database: Database, revision: str) -> None:
+    """Run Alembic's downgrade in one transaction, as upgrade() runs the upgrades."""
+    config = Config()
+    config.set_main_option("script_location", store_migrations.SCRIPT_LOCATION)
+    with database.session() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def foreign_key_problems(backend: Backend) -> list[Any]:
+    """Rows whose foreign keys point nowhere: SQLite's foreign_key_check, empty on PostgreSQL."""
+    if backend.schema is not None:
+        return []
+    engine = backend.engine()
+    with engine.connect() as connection:
+        problems = list(connection.exec_driver_sql("PRAGMA foreign_key_check"))
+    engine.dispose()
+    return problems
+
+
+def test_upgrade_from_0001_keeps_instances_and_keys(backend: Backend) -> None:
+    database = backend.open()
+    upgrade(database, "0001")
+    store = KmsStore(database, SecretBox(ROOT_KEY))
+    account = make_account()
+    instance = make_instance(account, tls_fingerprint="0f" * 32, status="Connected")
+    key, version = make_key(instance)
+    with store.session() as session:
+        session.accounts.create(account)
+        session.instances.create(instance)
+        session.keys.create(key, version)
+
+    upgrade(database)
+
+    assert current_revision(database) == "0002"
+    with store.session(read_only=True) as session:
+        assert session.instances.get(instance.instance_id) == instance
+        assert session.keys.get(key.key_id) == key
+        assert session.keys.list_tags(key.key_id) == []
+    assert foreign_key_problems(backend) == []
+    # The rebuilt table still enforces the foreign key from keys to instances.
+    orphan, orphan_version = make_key(instance, instance_id="kst-nothere")
+    with pytest.raises(MissingReferenceError), store.session() as session:
+        session.keys.create(orphan, orphan_version)
+    with pytest.raises(IntegrityViolationError), store.session() as session:
+        session.connection.execute(
+            text("DELETE FROM instances WHERE instance_id = :id"), {"id": instance.instance_id}
+        )
+
+
+def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: Tenant) -> None:
+    database = backend.open()
+    store = KmsStore(database, SecretBox(ROOT_KEY))
+    key, version = make_key(tenant.instance)
+    bare = make_unconfigured_instance(tenant.account)
+    with store.session() as session:
+        session.keys.create(key, version, [("team", "payments")])
+        session.instances.create(bare)
+
+    with pytest.raises(RuntimeError, match="1 instance"):
+        downgrade(database, "0001")
+    assert current_revision(database) == "0002"
+
+    with store.session() as session:
+        session.connection.execute(
+            text("DELETE FROM instances WHERE instance_id = :id"), {"id": bare.instance_id}
+        )
+    downgrade(database, "0001")
+
+    assert current_revision(database) == "0001"
+    tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
+    assert tables == EXPECTED_TABLES - {"key_tags"}
+    with store.session(read_only=True) as session:
+        assert session.instances.get(tenant.instance.instance_id) == tenant.instance
+        assert session.keys.get(key.key_id) == key
+    assert foreign_key_problems(backend) == []
+    upgrade(database)
+    assert current_revision(database) == "0002"
 
 
 # --- Database settings --------------------------------------------------------------
@@ -629,6 +687,234 @@ def test_instance_duplicate_rejected(store: KmsStore, tenant: Tenant) -> None:
         store.session() as session,
     ):
         session.instances.create(tenant.instance)
+
+
+def test_unconfigured_instance_round_trip(store: KmsStore, tenant: Tenant) -> None:
+    bare = make_unconfigured_instance(tenant.account)
+    with store.session() as session:
+        session.instances.create(bare)
+    with store.session(read_only=True) as session:
+        stored = session.instances.get(bare.instance_id)
+    assert stored == bare
+    assert stored is not None
+    assert not stored.configured
+    assert stored.proxy_secret is None
+    assert tenant.instance.configured
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"proxy_endpoint": None},
+        {"proxy_secret": None},
+        {"status": "Connected"},
+        {"tls_fingerprint": "ab" * 32},
+    ],
+    ids=["endpoint-missing", "secret-missing", "connected-without-proxy", "fingerprint-alone"],
+)
+def test_instance_proxy_configuration_constraint(
+    store: KmsStore, tenant: Tenant, values: dict[str, Any]
+) -> None:
+    base = make_unconfigured_instance(tenant.account)
+    if "proxy_endpoint" in values or "proxy_secret" in values:
+        base = make_instance(tenant.account)
+    with pytest.raises(ConstraintViolationError) as caught, store.session() as session:
+        session.instances.create(corrupt(base, **values))
+    assert caught.value.constraint == "ck_instances_proxy_configuration"
+    assert "all set or all empty" in caught.value.message
+
+
+PROXY_SETTINGS: dict[str, Any] = {
+    "connectivity": Connectivity.VPC,
+    "endpoint": "https://xki.vpc.internal:8443",
+    "uri_path": "/team-a/kms/xks/v1",
+    "vpc_endpoint_service": "com.example.vpce.xki-1",
+    "access_key_id": "ABCDEFGHIJKLMNOPQRSTUVWX",
+    "tls_fingerprint": "5e" * 32,
+}
+
+
+def new_proxy_secret(sensitive: Callable[[str], None]) -> Secret:
+    value = "NeW/PrOxY+SeCrEt=" + uuid.uuid4().hex + uuid.uuid4().hex[:10]
+    sensitive(value)
+    return Secret(value)
+
+
+def test_update_proxy_configuration_of_unconfigured_instance(
+    store: KmsStore, tenant: Tenant, backend: Backend, sensitive: Callable[[str], None]
+) -> None:
+    bare = make_unconfigured_instance(tenant.account)
+    secret = new_proxy_secret(sensitive)
+    with store.session() as session:
+        session.instances.create(bare)
+        changed = session.instances.update_proxy_configuration(
+            bare.instance_id, secret=secret, **PROXY_SETTINGS
+        )
+    assert changed.configured
+    assert changed.status is InstanceStatus.UNINITIALIZED
+    assert changed.connectivity is Connectivity.VPC
+    assert changed.vpc_endpoint_service == "com.example.vpce.xki-1"
+    assert changed.proxy_secret == secret
+    with store.session(read_only=True) as session:
+        assert session.instances.get(bare.instance_id) == changed
+    engine = backend.engine()
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT proxy_secret_ciphertext FROM instances WHERE instance_id = :id"),
+            {"id": bare.instance_id},
+        ).scalar_one()
+    engine.dispose()
+    assert secret.reveal().encode() not in bytes(stored)
+
+
+@pytest.mark.parametrize(
+    ("before", "reason", "after"),
+    [
+        ("Uninitialized", None, "Uninitialized"),
+        ("Connecting", None, "Connecting"),
+        ("Connected", None, "Connecting"),
+        ("Error", "CredentialsRejected", "Connecting"),
+        ("Disconnected", None, "Disconnected"),
+        ("Disconnected", "ProxyUnreachable", "Disconnected"),
+    ],
+)
+def test_update_proxy_configuration_status(
+    store: KmsStore,
+    tenant: Tenant,
+    sensitive: Callable[[str], None],
+    before: str,
+    reason: str | None,
+    after: str,
+) -> None:
+    instance = make_instance(tenant.account, status=before, error_reason=reason)
+    with store.session() as session:
+        session.instances.create(instance)
+        changed = session.instances.update_proxy_configuration(
+            instance.instance_id, secret=new_proxy_secret(sensitive), **PROXY_SETTINGS
+        )
+    assert changed.status is InstanceStatus(after)
+    if after == "Connecting":
+        assert changed.error_reason is None
+        assert changed.error_detail == ""
+    else:
+        assert changed.error_reason == reason
+    with store.session(read_only=True) as session:
+        assert session.instances.get(instance.instance_id) == changed
+
+
+def test_update_proxy_configuration_unchanged_keeps_status(store: KmsStore, tenant: Tenant) -> None:
+    instance = make_instance(tenant.account, status="Connected")
+    with store.session() as session:
+        session.instances.create(instance)
+        same = session.instances.update_proxy_configuration(
+            instance.instance_id,
+            connectivity=instance.connectivity,
+            endpoint=instance.proxy_endpoint,
+            uri_path=instance.proxy_uri_path,
+            vpc_endpoint_service=None,
+            access_key_id=instance.proxy_access_key_id,
+            secret=Secret(instance.proxy_secret.reveal()),
+            tls_fingerprint=None,
+        )
+    assert same == instance
+    assert same.status is InstanceStatus.CONNECTED
+
+
+def test_update_proxy_configuration_rejects_bad_settings(
+    store: KmsStore, tenant: Tenant, sensitive: Callable[[str], None]
+) -> None:
+    secret = new_proxy_secret(sensitive)
+    bad_settings = {**PROXY_SETTINGS, "vpc_endpoint_service": None}
+    with (
+        pytest.raises(ValidationError, match="vpc_endpoint_service is missing"),
+        store.session() as session,
+    ):
+        session.instances.update_proxy_configuration(
+            tenant.instance.instance_id, secret=secret, **bad_settings
+        )
+    with (
+        pytest.raises(RowNotFoundError, match="'kst-missing' does not exist"),
+        store.session() as session,
+    ):
+        session.instances.update_proxy_configuration("kst-missing", secret=secret, **PROXY_SETTINGS)
+    with store.session(read_only=True) as session:
+        assert session.instances.get(tenant.instance.instance_id) == tenant.instance
+
+
+def test_instance_count_keys_and_list_by_status(store: KmsStore, tenant: Tenant) -> None:
+    connected = make_instance(tenant.account, status="Connected")
+    failed = make_instance(tenant.account, status="Error", error_reason="TimedOut")
+    other_account = make_account()
+    elsewhere = make_instance(other_account, status="Connected", region="cn-shanghai")
+    with store.session() as session:
+        session.accounts.create(other_account)
+        for instance in (connected, failed, elsewhere):
+            session.instances.create(instance)
+        for _ in range(3):
+            session.keys.create(*make_key(connected))
+    with store.session(read_only=True) as session:
+        assert session.instances.count_keys(connected.instance_id) == 3
+        assert session.instances.count_keys(failed.instance_id) == 0
+        assert session.instances.count_keys("kst-missing") == 0
+        found = session.instances.list_by_status({InstanceStatus.CONNECTED, InstanceStatus.ERROR})
+        assert found == (connected, failed, elsewhere)
+        assert session.instances.list_by_status({InstanceStatus.UNINITIALIZED}) == (
+            tenant.instance,
+        )
+
+
+def test_update_status_if_unchanged_skips_stale_results(
+    store: KmsStore, tenant: Tenant, sensitive: Callable[[str], None]
+) -> None:
+    checked_at = datetime(2026, 6, 2, 8, 0, tzinfo=UTC)
+    instance = make_instance(tenant.account, status="Connecting")
+    with store.session() as session:
+        session.instances.create(instance)
+        recorded = session.instances.update_status_if_unchanged(
+            instance,
+            InstanceStatus.ERROR,
+            error_reason=InstanceErrorReason.URI_PATH_INVALID,
+            error_detail="rejected",
+            checked_at=checked_at,
+        )
+    assert recorded is not None
+    assert recorded.status is InstanceStatus.ERROR
+    assert recorded.last_health_check_at == checked_at
+
+    # The settings changed after the check started from ``recorded``.
+    with store.session() as session:
+        session.instances.update_proxy_configuration(
+            instance.instance_id, secret=new_proxy_secret(sensitive), **PROXY_SETTINGS
+        )
+        stale = session.instances.update_status_if_unchanged(
+            recorded,
+            InstanceStatus.CONNECTED,
+            error_reason=None,
+            error_detail="",
+            checked_at=checked_at,
+        )
+        assert stale is None
+        missing = session.instances.update_status_if_unchanged(
+            corrupt(recorded, instance_id="kst-missing"),
+            InstanceStatus.CONNECTED,
+            error_reason=None,
+            error_detail="",
+            checked_at=checked_at,
+        )
+        assert missing is None
+    with store.session(read_only=True) as session:
+        current = session.instances.get(instance.instance_id)
+    assert current is not None
+    assert current.status is InstanceStatus.CONNECTING
+
+    # A DisconnectKmsInstance after the check started: the status differs.
+    with store.session() as session:
+        session.instances.update_status(instance.instance_id, InstanceStatus.DISCONNECTED)
+        undone = session.instances.update_status_if_unchanged(current, InstanceStatus.CONNECTED)
+        assert undone is None
+        assert session.instances.get(instance.instance_id) == dataclasses.replace(
+            current, status=InstanceStatus.DISCONNECTED
+        )
 
 
 # --- Keys ---------------------------------------------------------------------------
@@ -900,6 +1186,94 @@ def test_key_delete_removes_versions(store: KmsStore, tenant: Tenant, backend: B
         count = connection.execute(text("SELECT count(*) FROM key_versions")).scalar_one()
     engine.dispose()
     assert count == 1
+
+
+def test_key_tags_round_trip(store: KmsStore, tenant: Tenant, backend: Backend) -> None:
+    key, version = make_key(tenant.instance)
+    tags = [("team", "payments"), ("cost-center", "4711"), ("empty", ""), ("k" * 128, "v" * 128)]
+    untagged, untagged_version = make_key(tenant.instance)
+    with store.session() as session:
+        session.keys.create(key, version, tags)
+        session.keys.create(untagged, untagged_version)
+    with store.session(read_only=True) as session:
+        assert session.keys.list_tags(key.key_id) == sorted(tags)
+        assert session.keys.list_tags(untagged.key_id) == []
+        assert session.keys.list_tags("key-missing") == []
+
+    with store.session() as session:
+        session.keys.delete(key.key_id)
+    engine = backend.engine()
+    with engine.connect() as connection:
+        count = connection.execute(text("SELECT count(*) FROM key_tags")).scalar_one()
+    engine.dispose()
+    assert count == 0
+
+
+def test_key_tags_duplicate_writes_nothing(store: KmsStore, tenant: Tenant) -> None:
+    key, version = make_key(tenant.instance)
+    with (
+        pytest.raises(DuplicateRowError, match="a tag with this tag key on this key") as caught,
+        store.session() as session,
+    ):
+        session.keys.create(key, version, [("team", "a"), ("team", "b")])
+    assert caught.value.constraint == "pk_key_tags"
+    with store.session(read_only=True) as session:
+        assert session.keys.get(key.key_id) is None
+        assert session.keys.list_tags(key.key_id) == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        (("", "value"), "has 0 characters: use 1 to 128"),
+        (("k" * 129, "value"), "has 129 characters: use 1 to 128"),
+        (("team", "v" * 129), "value of tag 'team' has 129 characters"),
+    ],
+    ids=["empty-key", "long-key", "long-value"],
+)
+def test_key_tags_lengths_checked(
+    store: KmsStore, tenant: Tenant, tag: tuple[str, str], message: str
+) -> None:
+    key, version = make_key(tenant.instance)
+    with pytest.raises(ValidationError, match=message), store.session() as session:
+        session.keys.create(key, version, [("first", "ok"), tag])
+    with store.session(read_only=True) as session:
+        assert session.keys.get(key.key_id) is None
+
+
+def test_key_tags_check_constraint_in_database(store: KmsStore, tenant: Tenant) -> None:
+    key, version = make_key(tenant.instance)
+    with store.session() as session:
+        session.keys.create(key, version)
+    with pytest.raises(ConstraintViolationError) as caught, store.session() as session:
+        session.connection.execute(
+            insert(key_tags_table).values(key_id=key.key_id, tag_key="", tag_value="v")
+        )
+    assert caught.value.constraint == "ck_key_tags_tag_key"
+
+
+# --- Job locks ----------------------------------------------------------------------
+
+
+def test_job_lock_one_holder_at_a_time(backend: Backend, store: KmsStore) -> None:
+    other_node = KmsStore(backend.open(), SecretBox(ROOT_KEY))
+    with store.try_job_lock("instance-health") as first:
+        assert first is True
+        with other_node.try_job_lock("instance-health") as second:
+            # SQLite serves one machine, so it takes no lock.
+            assert second is (backend.name == "sqlite")
+        with other_node.try_job_lock("key-deletion") as unrelated:
+            assert unrelated is True
+    with other_node.try_job_lock("instance-health") as after_release:
+        assert after_release is True
+
+
+def test_job_lock_released_when_job_fails(backend: Backend, store: KmsStore) -> None:
+    with pytest.raises(RuntimeError, match="job failed"), store.try_job_lock("sweeper"):
+        raise RuntimeError("job failed")
+    other_node = KmsStore(backend.open(), SecretBox(ROOT_KEY))
+    with other_node.try_job_lock("sweeper") as acquired:
+        assert acquired is True
 
 
 def test_instance_with_keys_cannot_be_deleted(store: KmsStore, tenant: Tenant) -> None:

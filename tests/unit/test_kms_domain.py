@@ -295,6 +295,92 @@ def test_instance_error_reason_rules() -> None:
         make_instance(status="Error", error_reason="Unknown")
 
 
+def make_unconfigured_instance(**changes: Any) -> Instance:
+    fields: dict[str, Any] = {
+        "instance_id": "kst-bjj62d8f5e0sgtx8h5678",
+        "account_id": ACCOUNT_ID,
+        "region": "cn-hangzhou",
+        "name": "not yet bound",
+        "created_at": NOW,
+    }
+    fields.update(changes)
+    return Instance(**fields)
+
+
+def test_instance_without_proxy_configuration() -> None:
+    instance = make_unconfigured_instance()
+    assert not instance.configured
+    assert instance.connectivity is Connectivity.PUBLIC
+    assert instance.status is InstanceStatus.UNINITIALIZED
+    for name in ("proxy_endpoint", "proxy_uri_path", "proxy_access_key_id", "proxy_secret"):
+        assert getattr(instance, name) is None
+    assert make_instance().configured
+    disconnected = make_unconfigured_instance(status="Disconnected")
+    assert disconnected.status is InstanceStatus.DISCONNECTED
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        ("proxy_endpoint",),
+        ("proxy_secret",),
+        ("proxy_uri_path", "proxy_access_key_id"),
+    ],
+)
+def test_instance_partial_proxy_configuration(missing: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as caught:
+        make_instance(**dict.fromkeys(missing))
+    message = caught.value.message
+    assert message.startswith(", ".join(missing) + " missing")
+    assert "set all four or none" in message
+    assert PROXY_SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"vpc_endpoint_service": "epsrv-1"}, "vpc_endpoint_service 'epsrv-1' is set"),
+        ({"tls_fingerprint": "ab" * 32}, "tls_fingerprint"),
+        ({"connectivity": "vpc"}, "connectivity 'vpc' needs a proxy configuration"),
+        ({"status": "Connected"}, "status 'Connected' needs a proxy configuration"),
+        ({"status": "Connecting"}, "status 'Connecting' needs a proxy configuration"),
+        (
+            {"status": "Error", "error_reason": "TimedOut"},
+            "status 'Error' needs a proxy configuration",
+        ),
+    ],
+)
+def test_instance_without_proxy_rules(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        make_unconfigured_instance(**changes)
+    assert fragment in caught.value.message
+
+
+def test_instance_same_proxy_configuration() -> None:
+    instance = make_instance(tls_fingerprint="ab" * 32)
+    assert instance.same_proxy_configuration(dataclasses.replace(instance, name="renamed"))
+    assert instance.same_proxy_configuration(
+        dataclasses.replace(instance, proxy_secret=Secret(PROXY_SECRET))
+    )
+    assert instance.same_proxy_configuration(
+        dataclasses.replace(instance, status="Error", error_reason="TimedOut")
+    )
+    changes: list[dict[str, Any]] = [
+        {"proxy_secret": Secret(PROXY_SECRET[:-1] + "g")},
+        {"proxy_endpoint": "https://xks.example.com:8443"},
+        {"proxy_uri_path": "/kms/xks/v1"},
+        {"proxy_access_key_id": "MUBSXM6K3KMXHN6RRCXI7TWQH5"},
+        {"tls_fingerprint": None},
+        {"connectivity": "vpc", "vpc_endpoint_service": "epsrv-1"},
+    ]
+    for change in changes:
+        assert not instance.same_proxy_configuration(dataclasses.replace(instance, **change))
+    assert not instance.same_proxy_configuration(make_unconfigured_instance())
+    assert make_unconfigured_instance().same_proxy_configuration(
+        make_unconfigured_instance(name="other")
+    )
+
+
 def test_instance_health_check_time_in_utc() -> None:
     checked = NOW.astimezone(timezone(timedelta(hours=-5)))
     instance = make_instance(status="Connected", last_health_check_at=checked)

@@ -257,6 +257,13 @@ class AccessKey:
 class Instance:
     """An external key management instance and the settings of its XKI proxy.
 
+    An instance may exist before its proxy is configured. Then
+    ``proxy_endpoint``, ``proxy_uri_path``, ``proxy_access_key_id`` and
+    ``proxy_secret`` are all None, and so are ``vpc_endpoint_service`` and
+    ``tls_fingerprint``. Such an instance has connectivity ``public``, and its
+    status is ``Uninitialized`` or ``Disconnected``, because no health check
+    can run without a proxy. A configured instance has all four proxy fields.
+
     ``proxy_endpoint`` is ``https://host[:port]``, and ``proxy_uri_path`` ends
     in ``/kms/xks/v1``. ``vpc_endpoint_service`` is set exactly when
     ``connectivity`` is ``vpc``. ``tls_fingerprint`` is the SHA-256 of the
@@ -274,12 +281,12 @@ class Instance:
     account_id: str
     region: str
     name: str
-    connectivity: Connectivity
-    proxy_endpoint: str
-    proxy_uri_path: str
+    connectivity: Connectivity = Connectivity.PUBLIC
+    proxy_endpoint: str | None = None
+    proxy_uri_path: str | None = None
     vpc_endpoint_service: str | None = None
-    proxy_access_key_id: str
-    proxy_secret: Secret = field(repr=False, hash=False)
+    proxy_access_key_id: str | None = None
+    proxy_secret: Secret | None = field(default=None, repr=False, hash=False)
     tls_fingerprint: str | None = None
     status: InstanceStatus = InstanceStatus.UNINITIALIZED
     error_reason: InstanceErrorReason | None = None
@@ -292,7 +299,10 @@ class Instance:
         check_account_id("account_id", self.account_id)
         check_region(self.region)
         check_text("name", self.name, MAX_INSTANCE_NAME_LENGTH, allow_empty=False)
-        self._check_proxy()
+        connectivity = check_enum("connectivity", self.connectivity, Connectivity)
+        set_field(self, "connectivity", connectivity)
+        if self._check_configured():
+            self._check_proxy(connectivity)
         self._check_status()
         set_field(
             self,
@@ -301,9 +311,67 @@ class Instance:
         )
         set_field(self, "created_at", check_datetime("created_at", self.created_at))
 
-    def _check_proxy(self) -> None:
-        connectivity = check_enum("connectivity", self.connectivity, Connectivity)
-        set_field(self, "connectivity", connectivity)
+    @property
+    def configured(self) -> bool:
+        """Whether the instance has an XKI proxy configuration, so that it can be connected."""
+        return self.proxy_endpoint is not None
+
+    def same_proxy_configuration(self, other: Instance) -> bool:
+        """Return whether ``other`` has the same XKI proxy settings as this instance.
+
+        Compares connectivity, endpoint, URI path, VPC endpoint service,
+        credential and TLS fingerprint, the secrets in constant time.
+        """
+        return (
+            self.connectivity is other.connectivity
+            and self.proxy_endpoint == other.proxy_endpoint
+            and self.proxy_uri_path == other.proxy_uri_path
+            and self.vpc_endpoint_service == other.vpc_endpoint_service
+            and self.proxy_access_key_id == other.proxy_access_key_id
+            and self.proxy_secret == other.proxy_secret
+            and self.tls_fingerprint == other.tls_fingerprint
+        )
+
+    def _check_configured(self) -> bool:
+        """Check that the proxy fields are all set or all None, and return whether they are set."""
+        proxy_fields = {
+            "proxy_endpoint": self.proxy_endpoint,
+            "proxy_uri_path": self.proxy_uri_path,
+            "proxy_access_key_id": self.proxy_access_key_id,
+            "proxy_secret": self.proxy_secret,
+        }
+        missing = [name for name, value in proxy_fields.items() if value is None]
+        if len(missing) == len(proxy_fields):
+            self._check_unconfigured()
+            return False
+        if missing:
+            raise ValidationError(
+                f"{', '.join(missing)} missing: a proxy configuration needs proxy_endpoint, "
+                "proxy_uri_path, proxy_access_key_id and proxy_secret, so set all four or none"
+            )
+        return True
+
+    def _check_unconfigured(self) -> None:
+        for name in ("vpc_endpoint_service", "tls_fingerprint"):
+            value = getattr(self, name)
+            if value is not None:
+                raise ValidationError(
+                    f"{name} {shown(value)} is set but the instance has no proxy configuration: "
+                    "remove it, or set the proxy endpoint, URI path, access key ID and secret"
+                )
+        if self.connectivity is not Connectivity.PUBLIC:
+            raise ValidationError(
+                f"connectivity {shown(self.connectivity)} needs a proxy configuration with a "
+                "VPC endpoint service: set the proxy fields, or use connectivity 'public'"
+            )
+        status = check_enum("status", self.status, InstanceStatus)
+        if status not in (InstanceStatus.UNINITIALIZED, InstanceStatus.DISCONNECTED):
+            raise ValidationError(
+                f"status {shown(status)} needs a proxy configuration: an instance without one "
+                "is 'Uninitialized' or 'Disconnected'"
+            )
+
+    def _check_proxy(self, connectivity: Connectivity) -> None:
         endpoint = check_text(
             "proxy_endpoint", self.proxy_endpoint, MAX_ENDPOINT_LENGTH, allow_empty=False
         )

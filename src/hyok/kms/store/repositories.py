@@ -9,6 +9,9 @@ roll back together::
         session.keys.create(key, version)
         instance = session.instances.get(key.instance_id)
 
+Background jobs that several KMS nodes run, such as the proxy health
+checks, take :meth:`KmsStore.try_job_lock` so that one node runs each round.
+
 Conventions of every repository:
 
 - ``get`` returns None when the row does not exist.
@@ -30,10 +33,11 @@ Conventions of every repository:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterator, Mapping
+import hashlib
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -45,14 +49,18 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
+from hyok.common.errors import ValidationError
+from hyok.common.secrets import Secret
 from hyok.kms.domain.models import (
     AccessKey,
     AccessKeyStatus,
     Account,
+    Connectivity,
     Instance,
     InstanceErrorReason,
     InstanceStatus,
@@ -66,7 +74,14 @@ from hyok.kms.domain.models import (
 from hyok.kms.store.db import Database
 from hyok.kms.store.errors import RowNotFoundError, StaleStateError, integrity_error
 from hyok.kms.store.secretbox import SecretBox
-from hyok.kms.store.tables import access_keys, accounts, instances, key_versions, keys
+from hyok.kms.store.tables import (
+    access_keys,
+    accounts,
+    instances,
+    key_tags,
+    key_versions,
+    keys,
+)
 
 __all__ = [
     "AccessKeyRepository",
@@ -81,7 +96,12 @@ _T = TypeVar("_T")
 _DEFAULT_PAGE = PageRequest()
 
 _ACCESS_KEY_CIPHERTEXT_COLUMN = "secret_ciphertext"
+_MAX_TAG_LENGTH: Final = 128
 _PROXY_CIPHERTEXT_COLUMN = "proxy_secret_ciphertext"
+# A health check of a proxy must pass again after a change of these states' settings.
+_RECHECKED_STATES: Final = frozenset(
+    {InstanceStatus.CONNECTED, InstanceStatus.CONNECTING, InstanceStatus.ERROR}
+)
 
 
 @contextmanager
@@ -258,11 +278,16 @@ class InstanceRepository:
         self._secretbox = secretbox
 
     def _from_row(self, row: RowMapping) -> Instance:
-        secret = self._secretbox.decrypt_secret(
-            row[_PROXY_CIPHERTEXT_COLUMN],
-            table=instances.name,
-            column=_PROXY_CIPHERTEXT_COLUMN,
-            row_id=row["instance_id"],
+        ciphertext = row[_PROXY_CIPHERTEXT_COLUMN]
+        secret = (
+            None
+            if ciphertext is None
+            else self._secretbox.decrypt_secret(
+                ciphertext,
+                table=instances.name,
+                column=_PROXY_CIPHERTEXT_COLUMN,
+                row_id=row["instance_id"],
+            )
         )
         return Instance(
             instance_id=row["instance_id"],
@@ -283,18 +308,20 @@ class InstanceRepository:
             created_at=row["created_at"],
         )
 
+    def _encrypt(self, instance_id: str, secret: Secret | None) -> bytes | None:
+        if secret is None:
+            return None
+        return self._secretbox.encrypt_secret(
+            secret, table=instances.name, column=_PROXY_CIPHERTEXT_COLUMN, row_id=instance_id
+        )
+
     def create(self, instance: Instance) -> None:
-        """Insert an instance with its proxy secret encrypted.
+        """Insert an instance, with or without a proxy configuration, its secret encrypted.
 
         Raises DuplicateRowError for a used instance ID, and
         MissingReferenceError for an unknown account.
         """
-        ciphertext = self._secretbox.encrypt_secret(
-            instance.proxy_secret,
-            table=instances.name,
-            column=_PROXY_CIPHERTEXT_COLUMN,
-            row_id=instance.instance_id,
-        )
+        ciphertext = self._encrypt(instance.instance_id, instance.proxy_secret)
         with _writing(
             self._connection,
             f"creating instance {instance.instance_id!r}",
@@ -337,6 +364,84 @@ class InstanceRepository:
             conditions.append(instances.c.region == region)
         return _page(self._connection, query, conditions, instances, page, self._from_row)
 
+    def list_by_status(self, statuses: Collection[InstanceStatus]) -> tuple[Instance, ...]:
+        """Return every instance of every account and region in one of ``statuses``.
+
+        The health monitor uses it to find the instances it must check.
+        """
+        query = (
+            select(instances)
+            .where(instances.c.status.in_(sorted(str(status) for status in statuses)))
+            .order_by(instances.c.created_at, instances.c.instance_id)
+        )
+        rows = self._connection.execute(query).mappings()
+        return tuple(self._from_row(row) for row in rows)
+
+    def count_keys(self, instance_id: str) -> int:
+        """Return the number of keys in an instance, in every state."""
+        query = select(func.count()).select_from(keys).where(keys.c.instance_id == instance_id)
+        return self._connection.scalar(query) or 0
+
+    def update_proxy_configuration(
+        self,
+        instance_id: str,
+        *,
+        connectivity: Connectivity,
+        endpoint: str,
+        uri_path: str,
+        vpc_endpoint_service: str | None,
+        access_key_id: str,
+        secret: Secret,
+        tls_fingerprint: str | None,
+    ) -> Instance:
+        """Replace an instance's XKI proxy settings and return the changed instance.
+
+        When the settings change on a Connected, Connecting or Error
+        instance, it becomes Connecting without an error reason, because the
+        new settings have not passed a health check. Uninitialized and
+        Disconnected instances keep their status. Settings equal to the
+        stored ones change nothing. The record's checks raise
+        ValidationError for invalid settings.
+        """
+        row = _locked_row(self._connection, instances, "instance_id", instance_id)
+        if row is None:
+            raise RowNotFoundError(f"instance {instance_id!r} does not exist")
+        current = self._from_row(row)
+        changed = dataclasses.replace(
+            current,
+            connectivity=connectivity,
+            proxy_endpoint=endpoint,
+            proxy_uri_path=uri_path,
+            vpc_endpoint_service=vpc_endpoint_service,
+            proxy_access_key_id=access_key_id,
+            proxy_secret=secret,
+            tls_fingerprint=tls_fingerprint,
+        )
+        if changed.same_proxy_configuration(current):
+            return current
+        if current.status in _RECHECKED_STATES:
+            changed = dataclasses.replace(
+                changed, status=InstanceStatus.CONNECTING, error_reason=None, error_detail=""
+            )
+        with _writing(self._connection, f"updating the XKI proxy of instance {instance_id!r}"):
+            self._connection.execute(
+                update(instances)
+                .where(instances.c.instance_id == instance_id)
+                .values(
+                    connectivity=str(changed.connectivity),
+                    proxy_endpoint=changed.proxy_endpoint,
+                    proxy_uri_path=changed.proxy_uri_path,
+                    vpc_endpoint_service=changed.vpc_endpoint_service,
+                    proxy_access_key_id=changed.proxy_access_key_id,
+                    proxy_secret_ciphertext=self._encrypt(instance_id, changed.proxy_secret),
+                    tls_fingerprint=changed.tls_fingerprint,
+                    status=str(changed.status),
+                    error_reason=_optional_str(changed.error_reason),
+                    error_detail=changed.error_detail,
+                )
+            )
+        return changed
+
     def update_status(
         self,
         instance_id: str,
@@ -377,6 +482,37 @@ class InstanceRepository:
             )
         return changed
 
+    def update_status_if_unchanged(
+        self,
+        checked: Instance,
+        status: InstanceStatus,
+        *,
+        error_reason: InstanceErrorReason | None = None,
+        error_detail: str = "",
+        checked_at: datetime | None = None,
+    ) -> Instance | None:
+        """Set the connection state of an instance read earlier as ``checked``, if still current.
+
+        The change is made, as :meth:`update_status` makes it, only when the
+        instance still has the status and proxy settings of ``checked``.
+        Otherwise nothing changes and None is returned: the result of a
+        health check of settings that have changed since, or one that would
+        undo a concurrent DisconnectKmsInstance, is stale.
+        """
+        row = _locked_row(self._connection, instances, "instance_id", checked.instance_id)
+        if row is None:
+            return None
+        current = self._from_row(row)
+        if current.status is not checked.status or not current.same_proxy_configuration(checked):
+            return None
+        return self.update_status(
+            checked.instance_id,
+            status,
+            error_reason=error_reason,
+            error_detail=error_detail,
+            checked_at=checked_at,
+        )
+
 
 def _optional_str(value: object | None) -> str | None:
     return None if value is None else str(value)
@@ -408,6 +544,22 @@ def _key(row: RowMapping) -> Key:
     )
 
 
+def _check_tag_lengths(tags: Sequence[tuple[str, str]]) -> None:
+    # PostgreSQL rejects a value longer than its VARCHAR column with a DataError,
+    # not a constraint error, so the lengths are checked before the insert.
+    for tag_key, tag_value in tags:
+        if not 1 <= len(tag_key) <= _MAX_TAG_LENGTH:
+            raise ValidationError(
+                f"the tag key {tag_key[:64]!r} has {len(tag_key)} characters: use 1 to "
+                f"{_MAX_TAG_LENGTH}"
+            )
+        if len(tag_value) > _MAX_TAG_LENGTH:
+            raise ValidationError(
+                f"the value of tag {tag_key!r} has {len(tag_value)} characters: the maximum is "
+                f"{_MAX_TAG_LENGTH}"
+            )
+
+
 def _key_version(row: RowMapping) -> KeyVersion:
     return KeyVersion(
         key_id=row["key_id"], key_version_id=row["key_version_id"], created_at=row["created_at"]
@@ -420,14 +572,18 @@ class KeyRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def create(self, key: Key, version: KeyVersion) -> None:
-        """Insert a key with its primary version, both or neither.
+    def create(self, key: Key, version: KeyVersion, tags: Sequence[tuple[str, str]] = ()) -> None:
+        """Insert a key with its primary version and its tags, all or nothing.
 
         ``version`` must belong to ``key`` and be its primary key version,
-        else ValueError. Raises DuplicateRowError for a used key ID or key
-        version ID, and MissingReferenceError for an unknown account or
-        instance.
+        else ValueError. ``tags`` are (tag key, tag value) pairs. The API
+        layer checks their characters, and this method their lengths: a tag
+        key of 1 to 128 characters and a value of at most 128, else
+        ValidationError. Raises DuplicateRowError for a used key ID or key
+        version ID or a repeated tag key, and MissingReferenceError for an
+        unknown account or instance.
         """
+        _check_tag_lengths(tags)
         if version.key_id != key.key_id or version.key_version_id != key.primary_key_version_id:
             raise ValueError(
                 f"key version {version.key_version_id!r} of key {version.key_id!r} is not the "
@@ -464,12 +620,29 @@ class KeyRepository:
                     created_at=version.created_at,
                 )
             )
+            if tags:
+                self._connection.execute(
+                    insert(key_tags),
+                    [
+                        {"key_id": key.key_id, "tag_key": tag_key, "tag_value": tag_value}
+                        for tag_key, tag_value in tags
+                    ],
+                )
 
     def get(self, key_id: str) -> Key | None:
         """Return the key, or None."""
         query = select(keys).where(keys.c.key_id == key_id)
         row = self._connection.execute(query).mappings().one_or_none()
         return None if row is None else _key(row)
+
+    def list_tags(self, key_id: str) -> list[tuple[str, str]]:
+        """Return a key's tags as (tag key, tag value) pairs, by tag key."""
+        query = (
+            select(key_tags.c.tag_key, key_tags.c.tag_value)
+            .where(key_tags.c.key_id == key_id)
+            .order_by(key_tags.c.tag_key)
+        )
+        return [(row.tag_key, row.tag_value) for row in self._connection.execute(query)]
 
     def list(
         self,
@@ -550,7 +723,7 @@ class KeyRepository:
         )
 
     def delete(self, key_id: str) -> None:
-        """Delete a key and its versions."""
+        """Delete a key with its versions and tags."""
         with _writing(self._connection, f"deleting key {key_id!r}"):
             result = self._connection.execute(delete(keys).where(keys.c.key_id == key_id))
         if result.rowcount == 0:
@@ -606,3 +779,29 @@ class KmsStore:
         """
         with self.database.session(read_only=read_only) as connection:
             yield StoreSession(connection, self.secretbox)
+
+    @contextmanager
+    def try_job_lock(self, name: str) -> Iterator[bool]:
+        """Try to take the lock of background job ``name`` without waiting, for one run of it.
+
+        Yields True when this process holds the lock until the block ends,
+        and False when another session holds it, so the caller skips this
+        run. On PostgreSQL the lock is a transaction-level advisory lock on
+        a connection held for the block, so a crashed node releases it with
+        its connection. On SQLite, which serves one machine, it always
+        yields True and takes no lock.
+        """
+        if self.database.dialect != "postgresql":
+            yield True
+            return
+        with self.database.session() as connection:
+            acquired = connection.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _job_lock_key(name)}
+            )
+            yield bool(acquired)
+
+
+def _job_lock_key(name: str) -> int:
+    """Return the 64-bit advisory lock key of a job name: the first 8 bytes of a SHA-256."""
+    digest = hashlib.sha256(b"hyok-job:" + name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)

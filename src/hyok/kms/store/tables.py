@@ -71,6 +71,7 @@ __all__ = [
     "access_keys",
     "accounts",
     "instances",
+    "key_tags",
     "key_versions",
     "keys",
     "metadata",
@@ -246,11 +247,12 @@ instances = Table(
     Column("region", String(64), nullable=False),
     Column("name", String(128), nullable=False),
     Column("connectivity", String(16), nullable=False),
-    Column("proxy_endpoint", String(2048), nullable=False),
-    Column("proxy_uri_path", String(128), nullable=False),
+    # The four proxy columns are all set or all NULL (ck_instances_proxy_configuration).
+    Column("proxy_endpoint", String(2048), nullable=True),
+    Column("proxy_uri_path", String(128), nullable=True),
     Column("vpc_endpoint_service", String(255), nullable=True),
-    Column("proxy_access_key_id", String(30), nullable=False),
-    Column("proxy_secret_ciphertext", LargeBinary(), nullable=False),
+    Column("proxy_access_key_id", String(30), nullable=True),
+    Column("proxy_secret_ciphertext", LargeBinary(), nullable=True),
     Column("tls_fingerprint", String(64), nullable=True),
     Column("status", String(16), nullable=False),
     Column("error_reason", String(32), nullable=True),
@@ -274,6 +276,18 @@ instances = Table(
         "ck_instances_connectivity",
         _in("connectivity", _values(Connectivity)),
         "connectivity must be one of " + ", ".join(_values(Connectivity)),
+    ),
+    _check(
+        "ck_instances_proxy_configuration",
+        "(proxy_endpoint IS NOT NULL AND proxy_uri_path IS NOT NULL "
+        "AND proxy_access_key_id IS NOT NULL AND proxy_secret_ciphertext IS NOT NULL) "
+        "OR (proxy_endpoint IS NULL AND proxy_uri_path IS NULL "
+        "AND proxy_access_key_id IS NULL AND proxy_secret_ciphertext IS NULL "
+        "AND vpc_endpoint_service IS NULL AND tls_fingerprint IS NULL "
+        "AND status IN ('Uninitialized', 'Disconnected'))",
+        "the proxy endpoint, URI path, access key ID and secret are all set or all empty, and "
+        "an instance without them has no VPC endpoint service or TLS fingerprint and is "
+        "Uninitialized or Disconnected",
     ),
     _check(
         "ck_instances_proxy_endpoint",
@@ -489,4 +503,24 @@ signature_nonces = Table(
     Column("expires_at", UtcDateTime(), nullable=False),
     _primary_key("signature_nonces", ["access_key_id", "nonce"], "this nonce of this AccessKey"),
     Index("ix_signature_nonces_expires_at", "expires_at"),
+)
+
+key_tags = Table(
+    "key_tags",
+    metadata,
+    Column("key_id", String(128), nullable=False),
+    Column("tag_key", String(128), nullable=False),
+    Column("tag_value", String(128), nullable=False),
+    _primary_key("key_tags", ["key_id", "tag_key"], "a tag with this tag key on this key"),
+    _foreign_key("fk_key_tags_key_id", ["key_id"], ["keys.key_id"], "key", ondelete="CASCADE"),
+    _check(
+        "ck_key_tags_tag_key",
+        _length("tag_key", 1, 128),
+        "a tag key must have 1 to 128 characters",
+    ),
+    _check(
+        "ck_key_tags_tag_value",
+        "length(tag_value) <= 128",
+        "a tag value must have at most 128 characters",
+    ),
 )
