@@ -90,6 +90,7 @@ __all__ = [
     "CallContext",
     "Handler",
     "KmsApp",
+    "LifespanHook",
     "builtin_handlers",
 ]
 
@@ -128,6 +129,9 @@ class CallContext:
     region: str
     source_ip: str
 
+
+LifespanHook = Callable[[], Awaitable[None]]
+"""An async callable that the app runs when the server starts or stops."""
 
 Handler = Callable[[CallContext, Params], Awaitable[dict[str, Any]]]
 """An action handler: an async function from the call context and parameters to the result.
@@ -239,6 +243,11 @@ class KmsApp:
     of their ``Recommend`` link. ``credential_cache_seconds`` is how long a
     found AccessKey is reused without reading the store (0 turns this off).
     ``executor`` runs the blocking work; None uses the loop's default executor.
+    ``on_startup`` and ``on_shutdown`` are async callables that the ASGI
+    lifespan runs in order when the server starts and stops. When a startup
+    hook raises, the app reports ``lifespan.startup.failed`` and the server
+    does not serve. A shutdown hook that raises is logged, and the later
+    hooks still run.
     """
 
     def __init__(
@@ -256,6 +265,8 @@ class KmsApp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         credential_cache_seconds: float = DEFAULT_CREDENTIAL_CACHE_SECONDS,
         executor: Executor | None = None,
+        on_startup: Sequence[LifespanHook] = (),
+        on_shutdown: Sequence[LifespanHook] = (),
     ) -> None:
         if max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must be 0 or more, got {max_body_bytes}")
@@ -277,6 +288,8 @@ class KmsApp:
             verifier_options["clock"] = clock
         self._verifier = AcsVerifier(self._directory.credential, **verifier_options)
         self._executor = executor
+        self._on_startup = list(on_startup)
+        self._on_shutdown = list(on_shutdown)
 
     def __repr__(self) -> str:
         return f"KmsApp(region={self.region!r}, actions={len(self.handlers)})"
@@ -292,9 +305,32 @@ class KmsApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    for hook in self._on_startup:
+                        await hook()
+                except Exception as exc:
+                    logger.exception("KMS startup failed")
+                    failure = f"KMS startup failed: {type(exc).__name__}: {exc}"
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
+                failed = 0
+                for hook in self._on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:
+                        logger.exception("a KMS shutdown step failed")
+                        failed += 1
+                if failed:
+                    await send(
+                        {
+                            "type": "lifespan.shutdown.failed",
+                            "message": f"{failed} KMS shutdown step(s) failed; see the log",
+                        }
+                    )
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

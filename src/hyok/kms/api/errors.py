@@ -18,11 +18,14 @@ code ``UnsupportedOperation`` (400), not the XKS error of the same name in
         ├── ForbiddenInstanceNotFoundError      403 Forbidden.DKMSInstanceNotFound
         ├── ForbiddenInstanceStateInvalidError  403 Forbidden.DKMSInstanceStateInvalid
         ├── ForbiddenKeyNotFoundError           404 Forbidden.KeyNotFound
+        ├── ForbiddenKeyVersionNotFoundError    404 Forbidden.KeyVersionNotFound
+        ├── ForbiddenAliasNotFoundError         404 Forbidden.AliasNotFound
         ├── InvalidActionNotFoundError          404 InvalidAction.NotFound
         ├── RejectedDisabledError               409 Rejected.Disabled
         ├── RejectedPendingDeletionError        409 Rejected.PendingDeletion
         ├── RejectedUnavailableError            409 Rejected.Unavailable
         ├── RejectedStateModifiedFailedError    409 Rejected.StateModifiedFailed
+        ├── DryRunOperationError                412 DryRunOperationError
         ├── RejectedThrottlingError             429 Rejected.Throttling
         ├── InternalFailureError                500 InternalFailure
         └── ServiceUnavailableTemporaryError    503 ServiceUnavailableTemporary
@@ -53,10 +56,13 @@ from hyok.kms.xki_client import (
 
 __all__ = [
     "PROXY_THROTTLING_RETRY_AFTER_MS",
+    "DryRunOperationError",
     "DuplicateTagKeyError",
+    "ForbiddenAliasNotFoundError",
     "ForbiddenInstanceNotFoundError",
     "ForbiddenInstanceStateInvalidError",
     "ForbiddenKeyNotFoundError",
+    "ForbiddenKeyVersionNotFoundError",
     "ForbiddenNoPermissionError",
     "InternalFailureError",
     "InvalidActionNotFoundError",
@@ -175,6 +181,27 @@ class ForbiddenInstanceStateInvalidError(KmsError):
 class ForbiddenKeyNotFoundError(KmsError):
     code = "Forbidden.KeyNotFound"
     http_status = 404
+
+
+class ForbiddenKeyVersionNotFoundError(KmsError):
+    code = "Forbidden.KeyVersionNotFound"
+    http_status = 404
+
+
+class ForbiddenAliasNotFoundError(KmsError):
+    code = "Forbidden.AliasNotFound"
+    http_status = 404
+
+
+class DryRunOperationError(KmsError):
+    """A DryRun request that passed every check and would have succeeded.
+
+    The reference leaves the status undocumented; hyok uses 412, as AWS KMS
+    does for its dry-run error.
+    """
+
+    code = "DryRunOperationError"
+    http_status = 412
 
 
 class InvalidActionNotFoundError(KmsError):

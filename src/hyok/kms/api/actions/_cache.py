@@ -1,0 +1,69 @@
+"""A short-lived cache of keys and their instances for the cryptographic path.
+
+Every cryptographic call needs the key and its instance. Reading both from
+the store costs more than the rest of the KMS's own work, so a found pair is
+kept for ``ttl`` seconds. Changes made through this process drop the
+affected entries at once (:meth:`KeyCache.forget_key`,
+:meth:`KeyCache.forget_instance`). A change made by another KMS node (or
+directly in the database) takes effect here within ``ttl`` seconds: for
+that long, a key disabled elsewhere can still be used on this node.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from hyok.kms.domain import Instance, Key
+
+__all__ = ["DEFAULT_KEY_CACHE_SECONDS", "KeyCache"]
+
+DEFAULT_KEY_CACHE_SECONDS: Final = 1.0
+_MAX_ENTRIES: Final = 10_000
+
+
+class KeyCache:
+    """Keys with their instances, by key ID, each kept for ``ttl`` seconds (0 turns it off).
+
+    Used from the event loop only, so it needs no lock.
+    """
+
+    def __init__(self, ttl: float = DEFAULT_KEY_CACHE_SECONDS) -> None:
+        if ttl < 0:
+            raise ValueError(f"ttl must be 0 or more seconds, got {ttl}")
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Key, Instance]] = {}
+
+    def __repr__(self) -> str:
+        return f"KeyCache(ttl={self.ttl}, entries={len(self._entries)})"
+
+    def get(self, key_id: str) -> tuple[Key, Instance] | None:
+        entry = self._entries.get(key_id)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[key_id]
+            return None
+        return entry[1], entry[2]
+
+    def put(self, key: Key, instance: Instance) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= _MAX_ENTRIES:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+        self._entries[key.key_id] = (time.monotonic() + self.ttl, key, instance)
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop a key, after a change to it."""
+        self._entries.pop(key_id, None)
+
+    def forget_instance(self, instance_id: str) -> None:
+        """Drop every key of an instance, after a change to the instance."""
+        self._entries = {
+            key_id: entry
+            for key_id, entry in self._entries.items()
+            if entry[2].instance_id != instance_id
+        }

@@ -1,0 +1,336 @@
+"""A whole KMS chain on loopback for integration tests: key manager, XKI proxy and KMS.
+
+``kms_stack`` builds, per test module and per database (SQLite file or a
+fresh PostgreSQL schema):
+
+- a real hyok XKI proxy over TLS (``tests.integration._xks``) with the file
+  key manager and the keys ``app-1`` (enabled), ``off-1`` (disabled) and
+  ``sign-1`` (no DECRYPT usage);
+- a KMS (``KmsApp`` with every action) over TLS on 127.0.0.1, served by
+  uvicorn's h11 as ``hyok kms serve`` does;
+- an account with a root AccessKey, and an external key instance bound to
+  the proxy through the public endpoint ``https://localhost:<port>``.
+
+Tests call the KMS only through the official SDK (``alibabacloud_kms20160120``):
+the typed client methods, and the generic ``call_api`` for hyok extensions
+such as the ``ExternalKeyId`` parameter of CreateKey.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from alibabacloud_kms20160120.client import Client  # type: ignore[import-untyped]
+from alibabacloud_tea_openapi.exceptions import ClientException  # type: ignore[import-untyped]
+from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
+    Config,
+    OpenApiRequest,
+    Params,
+)
+from darabonba.core import DaraCore  # type: ignore[import-untyped]
+from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
+
+from hyok.common.secrets import Secret
+from hyok.common.tls import CertificateBundle, create_ca, issue_server_certificate
+from hyok.kmi.base import KeyUsage
+from hyok.kms.api.actions import Services, build_handlers
+from hyok.kms.api.app import MIN_H11_INCOMPLETE_EVENT_SIZE, KmsApp
+from hyok.kms.domain import (
+    AccessKey,
+    Account,
+    Connectivity,
+    Instance,
+    InstanceStatus,
+    KeyState,
+    new_access_key_id,
+    new_access_key_secret,
+    new_instance_id,
+)
+from hyok.kms.proxies import ProxyNetwork, ProxyPool
+from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
+from tests.conftest import register_sensitive
+from tests.integration._postgres import PostgresServer, find_postgres, fresh_schema
+from tests.integration._server import serve_tls
+from tests.integration._xks import (
+    DataDir,
+    RunningProxy,
+    init_data_dir,
+    keystore_entry,
+    run_proxy,
+)
+
+__all__ = [
+    "ACCOUNT_ID",
+    "OTHER_ACCOUNT_ID",
+    "REGION",
+    "KmsStack",
+    "add_instance",
+    "call",
+    "client_error",
+    "kms_stack",
+    "postgres_server",
+    "runtime",
+]
+
+REGION = "cn-hangzhou"
+ACCOUNT_ID = "1234567890123456"
+OTHER_ACCOUNT_ID = "6543210987654321"
+ROOT_KEY = bytes.fromhex("a7" * 32)
+ERROR_FIELDS = {"RequestId", "Code", "Message", "HostId", "Recommend"}
+
+
+@dataclass
+class KmsStack:
+    """The running chain and what a test needs to call it."""
+
+    url: str
+    port: int
+    ca_file: Path
+    store: KmsStore
+    services: Services
+    proxy: RunningProxy
+    data: DataDir
+    access_key_id: str
+    secret: str
+    other_access_key_id: str
+    other_secret: str
+    instance_id: str
+    database: str
+    peer_ca: CertificateBundle
+    """A CA that the KMS trusts for proxy certificates, for scripted proxies of tests."""
+
+    def sdk(self, *, other_account: bool = False, **config: Any) -> Client:
+        """An SDK client of the KMS, signing as the account (or the other account)."""
+        return Client(
+            Config(
+                access_key_id=self.other_access_key_id if other_account else self.access_key_id,
+                access_key_secret=self.other_secret if other_account else self.secret,
+                endpoint=f"127.0.0.1:{self.port}",
+                protocol="https",
+                region_id=REGION,
+                ca=str(self.ca_file),
+                **config,
+            )
+        )
+
+    def set_instance_status(self, status: InstanceStatus) -> None:
+        """Change the instance's state in the database, as another KMS node would."""
+        with self.store.session() as session:
+            session.instances.update_status(self.instance_id, status)
+        # This KMS would see the change within the key cache's TTL; a test does not wait.
+        self.services.keys.forget_instance(self.instance_id)
+
+    def set_key_state(self, key_id: str, state: KeyState) -> None:
+        """Change a key's state in the database, as another KMS node would."""
+        with self.store.session() as session:
+            session.keys.update_state(key_id, state)
+        self.services.keys.forget_key(key_id)
+
+    def disable_external_key(self, key_id: str) -> None:
+        manager = self.data.open_keystore()
+        try:
+            manager.disable_key(key_id)
+        finally:
+            manager.close()
+
+    def enable_external_key(self, key_id: str) -> None:
+        manager = self.data.open_keystore()
+        try:
+            manager.enable_key(key_id)
+        finally:
+            manager.close()
+
+
+def runtime() -> RuntimeOptions:
+    return RuntimeOptions(no_proxy="127.0.0.1", read_timeout=10_000, connect_timeout=5_000)
+
+
+def call(client: Client, action: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+    """Call ``action`` through the SDK's generic call and return the response body."""
+    params = Params(
+        action=action,
+        version="2016-01-20",
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
+    result = client.call_api(params, OpenApiRequest(query=query or {}), runtime())
+    body: dict[str, Any] = result["body"]
+    return body
+
+
+def client_error(function: Callable[[], object]) -> ClientException:
+    """Run ``function``, expect a ClientException with the full Alibaba error body, return it."""
+    with pytest.raises(ClientException) as caught:
+        function()
+    error = caught.value
+    assert error.data is not None
+    assert set(error.data) >= ERROR_FIELDS, error.data
+    return error
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    yield find_postgres()
+
+
+def _close_sdk_connections(url: str) -> None:
+    host = url.removeprefix("https://")
+    gc.collect()
+    for key in [key for key in DaraCore._sessions if host in key]:
+        DaraCore._sessions.pop(key).close()
+
+
+def add_instance(
+    store: KmsStore,
+    *,
+    endpoint: str,
+    access_key_id: str,
+    secret: str,
+    status: InstanceStatus = InstanceStatus.CONNECTED,
+) -> str:
+    """Store an instance of ACCOUNT_ID bound to the proxy at ``endpoint`` and return its ID.
+
+    The instance gets its state directly: the instance actions have their own
+    tests, and the tests that use this helper are about keys and cryptography.
+    """
+    instance_id = new_instance_id()
+    with store.session() as session:
+        session.instances.create(
+            Instance(
+                instance_id=instance_id,
+                account_id=ACCOUNT_ID,
+                region=REGION,
+                name="test instance",
+                connectivity=Connectivity.PUBLIC,
+                proxy_endpoint=endpoint,
+                proxy_uri_path="/kms/xks/v1",
+                proxy_access_key_id=access_key_id,
+                proxy_secret=Secret(secret),
+                status=status,
+                created_at=datetime.now(UTC),
+            )
+        )
+    return instance_id
+
+
+def _seed(store: KmsStore, proxy: RunningProxy, data: DataDir) -> tuple[str, str, str, str, str]:
+    now = datetime.now(UTC)
+    secret = new_access_key_secret()
+    other_secret = new_access_key_secret()
+    register_sensitive(secret.reveal())
+    register_sensitive(other_secret.reveal())
+    access_key_id, other_id = new_access_key_id(), new_access_key_id()
+    credential = data.credentials["default"].credential
+    port = urlsplit(proxy.url).port
+    with store.session() as session:
+        for account_id, key_id, key_secret in (
+            (ACCOUNT_ID, access_key_id, secret),
+            (OTHER_ACCOUNT_ID, other_id, other_secret),
+        ):
+            session.accounts.create(Account(account_id=account_id, created_at=now))
+            session.access_keys.create(
+                AccessKey(
+                    access_key_id=key_id, account_id=account_id, secret=key_secret, created_at=now
+                )
+            )
+    instance_id = add_instance(
+        store,
+        endpoint=f"https://localhost:{port}",
+        access_key_id=credential.access_key_id,
+        secret=credential.secret.reveal(),
+    )
+    return access_key_id, secret.reveal(), other_id, other_secret.reveal(), instance_id
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def kms_stack(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,
+) -> Iterator[KmsStack]:
+    directory = tmp_path_factory.mktemp("kms-stack")
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            database = open_database(f"sqlite:///{directory / 'kms.db'}")
+        else:
+            url, schema = stack.enter_context(fresh_schema(postgres_server))
+            database = open_database(url, schema=schema)
+        stack.callback(database.dispose)
+        upgrade(database)
+        store = KmsStore(database, SecretBox(ROOT_KEY))
+
+        data = init_data_dir(directory / "xki")
+        data.create_keys(["off-1"])
+        data.create_keys(["sign-1"], usages=[KeyUsage.ENCRYPT])
+        manager = data.open_keystore()
+        try:
+            manager.disable_key("off-1")
+        finally:
+            manager.close()
+        settings = data.write_config(keystores=[keystore_entry("default")])
+        proxy = stack.enter_context(run_proxy(data, settings))
+
+        ca = create_ca("hyok KMS test CA", days=3)
+        certificate = issue_server_certificate(ca, hostnames=["127.0.0.1"], days=2)
+        ca_file = directory / "kms-ca.pem"
+        ca_file.write_bytes(ca.cert_pem)
+        cert_file, key_file = directory / "kms.pem", directory / "kms.key"
+        certificate.write(cert_file, key_file)
+
+        peer_ca = create_ca("hyok scripted proxy CA", days=3)
+        trust_file = directory / "proxy-trust.pem"
+        trust_file.write_bytes(data.ca_file.read_bytes() + peer_ca.cert_pem)
+        services = Services(
+            store=store,
+            proxies=ProxyPool(ProxyNetwork(ca_file=trust_file, timeout=2.0)),
+            region=REGION,
+        )
+        app = KmsApp(
+            store,
+            region=REGION,
+            handlers=build_handlers(services),
+            on_shutdown=[services.proxies.aclose],
+        )
+        url = stack.enter_context(
+            serve_tls(
+                app,
+                cert_file=cert_file,
+                key_file=key_file,
+                http="h11",
+                h11_max_incomplete_event_size=MIN_H11_INCOMPLETE_EVENT_SIZE,
+                loop="asyncio",
+                lifespan="on",
+                access_log=False,
+            )
+        )
+        stack.callback(_close_sdk_connections, url)
+        access_key_id, secret, other_id, other_secret, instance_id = _seed(store, proxy, data)
+        yield KmsStack(
+            url=url,
+            port=int(url.rsplit(":", 1)[1]),
+            ca_file=ca_file,
+            store=store,
+            services=services,
+            proxy=proxy,
+            data=data,
+            access_key_id=access_key_id,
+            secret=secret,
+            other_access_key_id=other_id,
+            other_secret=other_secret,
+            instance_id=instance_id,
+            database=request.param,
+            peer_ca=peer_ca,
+        )
