@@ -1,0 +1,403 @@
+"""``hyok up`` as a user runs it, as a real process in a temporary data directory.
+
+It starts the XKI proxy and the KMS as child processes on loopback and binds an instance
+through the KMS API. It stops everything on SIGINT or SIGTERM, or when a child dies.
+
+The instance steps need the KMS actions CreateKmsInstance, UpdateXkiProxyConfiguration,
+ConnectKmsInstance and GetKmsInstance, and the printed snippet needs CreateKey, Encrypt
+and Decrypt. Without them ``hyok up`` exits with "the KMS has no <action> action", and
+``start_up`` fails the test with that message.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alibabacloud_tea_openapi.client import Client  # type: ignore[import-untyped]
+from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
+    Config,
+    OpenApiRequest,
+    Params,
+)
+from darabonba.core import DaraCore  # type: ignore[import-untyped]
+from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
+
+from tests.conftest import register_sensitive
+
+pytestmark = pytest.mark.integration
+
+HYOK = [sys.executable, "-m", "hyok.cli"]
+STATE_FIELDS = {
+    "region",
+    "kms_endpoint",
+    "ca_cert",
+    "account_id",
+    "access_key_id",
+    "access_key_secret",
+    "instance_id",
+    "xki_endpoint",
+    "external_key_id",
+}
+READY_LINE = "Press Ctrl-C to stop."
+STARTED = re.compile(r"Started server process \[(\d+)\]")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Up:
+    data_dir: Path
+    kms_port: int
+    xki_port: int
+    admin_port: int
+    process: subprocess.Popen[bytes]
+    output: Path
+
+    @property
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.data_dir / "hyok-up.json").read_text())
+        return data
+
+    def server_pid(self, log_name: str) -> int:
+        """The PID of the newest server process that wrote to DIR/logs/<log_name>."""
+        found = STARTED.findall((self.data_dir / "logs" / log_name).read_text())
+        assert found, f"no 'Started server process' line in {log_name}"
+        return int(found[-1])
+
+
+def start_up(data_dir: Path, *, ports: tuple[int, int, int] | None = None) -> Up:
+    kms_port, xki_port, admin_port = ports or (free_port(), free_port(), free_port())
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    output = data_dir.parent / f"up-{len(list(data_dir.parent.glob('up-*.out')))}.out"
+    with output.open("wb") as stream:
+        process = subprocess.Popen(
+            [
+                *HYOK,
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--kms-port",
+                str(kms_port),
+                "--xki-port",
+                str(xki_port),
+                "--xki-admin-port",
+                str(admin_port),
+            ],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    up = Up(data_dir, kms_port, xki_port, admin_port, process, output)
+    deadline = time.monotonic() + 90
+    while READY_LINE not in up.text:
+        if process.poll() is not None:
+            missing = re.search(r"the KMS has no (\w+) action", up.text)
+            if missing:
+                pytest.fail(
+                    f"hyok up needs the KMS action {missing.group(1)}, which is not "
+                    f"implemented yet:\n{up.text}",
+                    pytrace=False,
+                )
+            raise AssertionError(f"hyok up exited with {process.returncode}:\n{up.text}")
+        if time.monotonic() > deadline:
+            stop_up(up)
+            raise AssertionError(f"hyok up did not get ready:\n{up.text}")
+        time.sleep(0.2)
+    register_secrets(data_dir)
+    return up
+
+
+def register_secrets(data_dir: Path) -> None:
+    state = json.loads((data_dir / "hyok-up.json").read_text())
+    register_sensitive(state["access_key_secret"])
+    for name in ("passphrase", "admin-token"):
+        register_sensitive((data_dir / "secrets" / name).read_text().strip())
+    register_sensitive((data_dir / "kms" / "secrets" / "root-key").read_text().strip())
+    document = json.loads((data_dir / "xks-proxy-configuration.json").read_text())
+    register_sensitive(document["XksProxyAuthenticationCredential"]["RawSecretAccessKey"])
+
+
+def stop_up(up: Up, sig: int = signal.SIGINT) -> int:
+    if up.process.poll() is None:
+        up.process.send_signal(sig)
+        try:
+            up.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.process.kill()
+            up.process.wait()
+    return up.process.returncode
+
+
+def process_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def sdk(up: Up) -> Client:
+    state = up.state
+    return Client(
+        Config(
+            access_key_id=state["access_key_id"],
+            access_key_secret=state["access_key_secret"],
+            endpoint=state["kms_endpoint"],
+            protocol="https",
+            region_id=state["region"],
+            ca=state["ca_cert"],
+        )
+    )
+
+
+def call(client: Client, action: str, query: dict[str, str]) -> dict[str, Any]:
+    params = Params(
+        action=action,
+        version="2016-01-20",
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
+    runtime = RuntimeOptions(no_proxy="127.0.0.1", read_timeout=10_000, connect_timeout=5_000)
+    body: dict[str, Any] = client.call_api(params, OpenApiRequest(query=query), runtime)["body"]
+    return body
+
+
+def close_sdk_connections(up: Up) -> None:
+    gc.collect()
+    endpoint = up.state["kms_endpoint"]
+    for key in [key for key in DaraCore._sessions if endpoint in key]:
+        DaraCore._sessions.pop(key).close()
+
+
+def run_hyok(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*HYOK, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, f"hyok {' '.join(args)} failed: {result.stderr}"
+    return result
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    up = start_up(tmp_path_factory.mktemp("up") / "data")
+    yield up
+    close_sdk_connections(up)
+    stop_up(up)
+
+
+# A running stack ---------------------------------------------------------------------
+
+
+def test_state_file_private_and_complete(stack: Up) -> None:
+    path = stack.data_dir / "hyok-up.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    state = stack.state
+    assert set(state) == STATE_FIELDS
+    assert all(state[name] for name in STATE_FIELDS), state.keys()
+    assert state["region"] == "cn-hangzhou"
+    assert state["kms_endpoint"] == f"127.0.0.1:{stack.kms_port}"
+    assert state["xki_endpoint"] == f"https://localhost:{stack.xki_port}"
+    assert Path(state["ca_cert"]) == (stack.data_dir / "kms" / "tls" / "ca.pem").resolve()
+    assert len(state["account_id"]) == 16
+    assert state["access_key_id"].startswith("LTAI")
+    assert state["instance_id"].startswith("kst-")
+
+
+def test_output_keeps_secret_in_file(stack: Up) -> None:
+    text = stack.text
+    state = stack.state
+    assert state["access_key_secret"] not in text
+    assert state["instance_id"] in text
+    assert str(stack.data_dir / "hyok-up.json") in text
+
+
+def test_data_directory_private(stack: Up) -> None:
+    assert stack.data_dir.stat().st_mode & 0o777 == 0o700
+    assert (stack.data_dir / "kms" / "secrets" / "root-key").stat().st_mode & 0o777 == 0o600
+    for log in (stack.data_dir / "logs").glob("*.log"):
+        assert log.stat().st_mode & 0o077 == 0, log
+
+
+def test_instance_connected_to_proxy(stack: Up) -> None:
+    state = stack.state
+    body = call(sdk(stack), "GetKmsInstance", {"KmsInstanceId": state["instance_id"]})
+    instance = body["KmsInstance"]
+    assert instance["Status"] == "Connected"
+    assert instance["InstanceId"] == state["instance_id"]
+
+
+def test_printed_snippet_encrypts(stack: Up, tmp_path: Path) -> None:
+    text = stack.text
+    start = text.index("import base64, json")
+    end = text.index("\n", text.index("print(key.key_id"))
+    script = tmp_path / "snippet.py"
+    script.write_text(text[start:end] + "\n")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    key_id, _, plaintext = result.stdout.strip().partition(" ")
+    assert key_id.startswith("key-")
+    assert plaintext == "b'hello'"
+
+
+def test_kmi_cli_reaches_key_manager(stack: Up) -> None:
+    output = run_hyok("kmi", "list-keys", "--data-dir", str(stack.data_dir), "--output", "json")
+    keys = json.loads(output.stdout)["keys"]
+    assert stack.state["external_key_id"] in [key["keyId"] for key in keys]
+
+
+def test_kms_cli_reaches_database(stack: Up) -> None:
+    state = stack.state
+    output = run_hyok(
+        "kms",
+        "access-key",
+        "list",
+        "--data-dir",
+        str(stack.data_dir),
+        "--account-id",
+        state["account_id"],
+        "--output",
+        "json",
+    )
+    listed = json.loads(output.stdout)["accessKeys"]
+    assert [item["accessKeyId"] for item in listed] == [state["access_key_id"]]
+
+
+# Stopping and restarting -------------------------------------------------------------
+
+
+def test_restart_reuses_stack(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = start_up(data_dir)
+    before = first.state
+    pids = [first.server_pid("xki.log"), first.server_pid("kms.log")]
+    status = stop_up(first)
+    assert status == 0
+    assert "Stopping hyok." in first.text
+    assert all(process_gone(pid) for pid in pids)
+
+    second = start_up(data_dir, ports=(free_port(), free_port(), free_port()))
+    try:
+        after = second.state
+        for name in ("account_id", "access_key_id", "access_key_secret", "instance_id"):
+            assert after[name] == before[name], name
+        assert after["external_key_id"] == before["external_key_id"]
+        assert after["kms_endpoint"] == f"127.0.0.1:{second.kms_port}"
+        assert after["xki_endpoint"] == f"https://localhost:{second.xki_port}"
+        body = call(sdk(second), "GetKmsInstance", {"KmsInstanceId": after["instance_id"]})
+        assert body["KmsInstance"]["Status"] == "Connected"
+        listed = call(sdk(second), "ListKmsInstances", {})
+        assert listed["TotalCount"] == 1
+    finally:
+        close_sdk_connections(second)
+        assert stop_up(second, signal.SIGTERM) == 0
+
+
+def test_dead_child_stops_stack(tmp_path: Path) -> None:
+    up = start_up(tmp_path / "data")
+    proxy_pid = up.server_pid("xki.log")
+    kms_pid = up.server_pid("kms.log")
+    os.kill(kms_pid, signal.SIGKILL)
+    try:
+        up.process.wait(timeout=30)
+    finally:
+        stop_up(up)
+    assert up.process.returncode == 1
+    assert f"error: the KMS (pid {kms_pid}) was killed by signal 9" in up.text
+    assert process_gone(proxy_pid)
+
+
+def test_killed_up_takes_children_along(tmp_path: Path) -> None:
+    up = start_up(tmp_path / "data")
+    pids = [up.server_pid("xki.log"), up.server_pid("kms.log")]
+    up.process.kill()
+    up.process.wait()
+    assert all(process_gone(pid) for pid in pids)
+
+
+def test_busy_port_names_option(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                *HYOK,
+                "up",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--kms-port",
+                str(port),
+                "--xki-port",
+                str(free_port()),
+                "--xki-admin-port",
+                str(free_port()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1, which the KMS needs, is not available" in result.stderr
+    assert "pass --kms-port with a free port" in result.stderr
+
+
+def test_same_port_twice_rejected(tmp_path: Path) -> None:
+    port = str(free_port())
+    result = subprocess.run(
+        [
+            *HYOK,
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--kms-port",
+            port,
+            "--xki-port",
+            port,
+            "--xki-admin-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"are both set to port {port}" in result.stderr
