@@ -602,12 +602,46 @@ def test_re_encrypt(kms_stack: KmsStack, key_id: str, sensitive: Sensitive) -> N
 
 def test_condition_key_disabled(kms_stack: KmsStack) -> None:
     key = create_key(kms_stack)["KeyId"]
+    client = kms_stack.sdk()
+    blob = encrypt(kms_stack, key, b"before").ciphertext_blob
+    client.disable_key_with_options(models.DisableKeyRequest(key_id=key), runtime())
+    assert call(client, "DescribeKey", {"KeyId": key})["KeyMetadata"]["KeyState"] == "Disabled"
+    for attempt in (lambda: encrypt(kms_stack, key, b"x"), lambda: decrypt(kms_stack, blob)):
+        error = client_error(attempt)
+        assert error.code == "Rejected.Disabled"
+        assert error.status_code == 409
+        assert "Disabled" in error.data["Message"]
+        assert "EnableKey" in error.data["Message"]
+    client.enable_key_with_options(models.EnableKeyRequest(key_id=key), runtime())
+    assert decrypt(kms_stack, blob).key_id == key
+
+
+def test_disabled_key_set_elsewhere(kms_stack: KmsStack) -> None:
+    key = create_key(kms_stack)["KeyId"]
     kms_stack.set_key_state(key, KeyState.DISABLED)
     error = client_error(lambda: encrypt(kms_stack, key, b"x"))
     assert error.code == "Rejected.Disabled"
-    assert error.status_code == 409
-    assert "Disabled" in error.data["Message"]
-    assert "EnableKey" in error.data["Message"]
+
+
+def test_enable_pending_deletion_key(kms_stack: KmsStack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    key = create_key(kms_stack)["KeyId"]
+    with kms_stack.store.session() as session:
+        session.keys.update_state(
+            key, KeyState.PENDING_DELETION, delete_date=datetime.now(UTC) + timedelta(days=7)
+        )
+    kms_stack.services.keys.forget_key(key)
+    client = kms_stack.sdk()
+    for attempt in (
+        lambda: client.enable_key_with_options(models.EnableKeyRequest(key_id=key), runtime()),
+        lambda: client.disable_key_with_options(models.DisableKeyRequest(key_id=key), runtime()),
+    ):
+        error = client_error(attempt)
+        assert error.code == "Rejected.StateModifiedFailed"
+        assert "CancelKeyDeletion" in error.data["Message"]
+    error = client_error(lambda: encrypt(kms_stack, key, b"x"))
+    assert error.code == "Rejected.PendingDeletion"
 
 
 def test_condition_instance_not_connected(kms_stack: KmsStack, key_id: str) -> None:

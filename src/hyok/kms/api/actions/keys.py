@@ -1,4 +1,4 @@
-"""Key actions: CreateKey, DescribeKey, ListKeys, DescribeKeyVersion and ListKeyVersions.
+"""Key actions: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey and the key versions.
 
 Every key is an external key: it lives in an external key management
 instance (``DKMSInstanceId``) and references a key in the customer's key
@@ -10,6 +10,7 @@ key that is not AES-256, lacks ENCRYPT or DECRYPT, or is not ENABLED.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import datetime
 from typing import Any, Final
@@ -29,6 +30,7 @@ from hyok.kms.api.errors import (
     ForbiddenKeyVersionNotFoundError,
     InvalidParameterError,
     MissingParameterError,
+    RejectedStateModifiedFailedError,
     RejectedUnavailableError,
     UnsupportedOperationError,
     map_proxy_error,
@@ -45,6 +47,7 @@ from hyok.kms.domain import (
     KeyFilter,
     KeyOrigin,
     KeySpec,
+    KeyState,
     KeyUsage,
     KeyVersion,
     PageRequest,
@@ -52,10 +55,12 @@ from hyok.kms.domain import (
     new_key_id,
     new_key_version_id,
 )
-from hyok.kms.store import KmsStore
+from hyok.kms.store import KmsStore, StaleStateError
 from hyok.kms.xki_client import ExternalKeyStatus, ProxyError, ProxyRejectedError
 
 __all__ = ["default_policy", "describe_key_metadata", "format_date", "key_handlers"]
+
+logger = logging.getLogger("hyok.kms.api")
 
 _INSTANCE_ID: Final = re.compile(r"kst-[a-z0-9]{1,60}")
 _EXTERNAL_KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -439,6 +444,47 @@ async def list_keys(services: Services, ctx: CallContext, params: Params) -> dic
     }
 
 
+# --- EnableKey and DisableKey -----------------------------------------------------
+
+
+def _set_state(store: KmsStore, key_id: str, state: KeyState) -> Key:
+    with store.session() as session:
+        return session.keys.update_state(
+            key_id, state, expected=(KeyState.ENABLED, KeyState.DISABLED)
+        )
+
+
+async def _change_state(
+    services: Services, ctx: CallContext, params: Params, state: KeyState
+) -> dict[str, Any]:
+    found = await find_key(services, ctx, params)
+    key = found.key
+    if key.state is KeyState.PENDING_DELETION:
+        raise RejectedStateModifiedFailedError(
+            f"Key {key.key_id} is pending deletion, so it cannot be set to {state}. Call "
+            "CancelKeyDeletion first."
+        )
+    try:
+        await services.run(_set_state, services.store, key.key_id, state)
+    except StaleStateError:
+        raise RejectedStateModifiedFailedError(
+            f"Key {key.key_id} changed state during the request, so it was not set to "
+            f"{state}. Call DescribeKey and retry."
+        ) from None
+    finally:
+        services.keys.forget_key(key.key_id)
+    logger.info("key %s set to %s (request %s)", key.key_id, state, ctx.request_id)
+    return {}
+
+
+async def enable_key(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
+    return await _change_state(services, ctx, params, KeyState.ENABLED)
+
+
+async def disable_key(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
+    return await _change_state(services, ctx, params, KeyState.DISABLED)
+
+
 # --- Key versions -----------------------------------------------------------------
 
 
@@ -496,6 +542,8 @@ def key_handlers(services: Services) -> dict[str, Handler]:
             "CreateKey": create_key,
             "DescribeKey": describe_key,
             "ListKeys": list_keys,
+            "EnableKey": enable_key,
+            "DisableKey": disable_key,
             "DescribeKeyVersion": describe_key_version,
             "ListKeyVersions": list_key_versions,
         },
