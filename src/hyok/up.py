@@ -44,6 +44,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
 
+import filelock
 import httpx
 
 from hyok.common.errors import HyokError
@@ -744,6 +745,27 @@ def run_up(options: UpOptions, echo: Callable[[str], None], err: IO[str] | None 
     step fails; the servers started so far are stopped first.
     """
     children: list[_Child] = []
+    options.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = filelock.FileLock(options.data_dir / "hyok-up.lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise UpError(
+            f"another hyok up is running on {options.data_dir}: stop it first, or pass "
+            "another --data-dir"
+        ) from None
+    try:
+        return _run_locked(options, echo, err, children)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    options: UpOptions,
+    echo: Callable[[str], None],
+    err: IO[str] | None,
+    children: list[_Child],
+) -> int:
     with _Signals() as signals:
         try:
             return _run(options, echo, err or sys.stderr, children)

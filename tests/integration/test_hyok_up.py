@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import filelock
 import pytest
 from alibabacloud_tea_openapi.client import Client  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
@@ -401,3 +402,20 @@ def test_same_port_twice_rejected(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"are both set to port {port}" in result.stderr
+
+
+def test_second_up_on_same_directory_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "stack"
+    data_dir.mkdir(mode=0o700)
+    # A running hyok up holds this lock for its whole life.
+    with filelock.FileLock(data_dir / "hyok-up.lock"):
+        result = subprocess.run(
+            [*HYOK, "up", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "another hyok up is running" in result.stderr
+    assert not (data_dir / "xki.toml").exists()

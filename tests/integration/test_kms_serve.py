@@ -221,8 +221,10 @@ def served(
     config = directory / "kms.toml"
     if request.param == "postgresql":
         with fresh_schema(postgres_server) as (url, schema):
-            text = config.read_text().replace(
-                'url = "sqlite:///kms.db"', f'url = "{url}"\nschema = "{schema}"'
+            text = (
+                config.read_text()
+                .replace('url = "sqlite:///kms.db"', f'url = "{url}"\nschema = "{schema}"')
+                .replace('nonce_cache = "memory"', 'nonce_cache = "database"')
             )
             config.write_text(text)
             yield from _serve(directory, port)
@@ -563,7 +565,11 @@ def test_two_workers_serve_requests(tmp_path: Path) -> None:
     port = free_port()
     init_kms(directory, port)
     config = directory / "kms.toml"
-    config.write_text(config.read_text().replace("workers = 1", "workers = 2"))
+    config.write_text(
+        config.read_text()
+        .replace("workers = 1", "workers = 2")
+        .replace('nonce_cache = "memory"', 'nonce_cache = "database"')
+    )
 
     account_id = run_hyok("kms", "account", "create", "--config", str(config)).stdout.strip()
     created = json.loads(

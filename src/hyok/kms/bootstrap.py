@@ -144,8 +144,10 @@ cert_file = "tls/server.pem"
 key_file = "tls/server-key.pem"
 min_tls_version = "1.2"
 workers = 1
-# "database" shares replay protection between processes and nodes.
-nonce_cache = "database"
+# "memory" keeps signature nonces in this process, which is enough for one
+# worker and is much faster. Use "database" with several workers, several
+# KMS processes on one database, or PostgreSQL.
+nonce_cache = "memory"
 
 [database]
 # A SQLite file for one node; postgresql://user@host:5432/db for several.

@@ -279,6 +279,12 @@ class KmsSettings(_Model):
                 "workers > 1"
             )
         sqlite = self.database.url is None or self.database.url.startswith("sqlite")
+        if not sqlite and self.server.nonce_cache == "memory":
+            raise ValueError(
+                "server.nonce_cache = 'memory' keeps nonces in this process only, and a "
+                "PostgreSQL database is for several KMS nodes, where a replayed request would "
+                "pass on another node: use nonce_cache = 'database' with PostgreSQL"
+            )
         if sqlite and self.database.db_schema is not None:
             raise ValueError(
                 "database.schema applies only to PostgreSQL: remove it, or set database.url "
