@@ -369,3 +369,13 @@ def test_bad_root_key_rejected_without_echo(data: bytes) -> None:
     assert "is not 32 bytes" in message
     assert "file /x" in message
     assert data.decode("latin-1") not in message
+
+
+def test_memory_nonces_with_postgresql_rejected(tmp_path: Path) -> None:
+    text = (
+        ROOT_KEY_FILE
+        + TLS
+        + 'nonce_cache = "memory"\n\n[database]\nurl = "postgresql://hyok@127.0.0.1:5432/kms"\n'
+    )
+    message = config_error(tmp_path, text)
+    assert "nonce_cache = 'database' with PostgreSQL" in message
