@@ -40,7 +40,14 @@ def suite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     previous = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    # urllib3, the HTTP library of the Alibaba Cloud SDKs, logs each request line at
+    # DEBUG. Those SDKs send every KMS parameter in the query string, plaintext and
+    # proxy secrets included, so the client side would leak them into this file.
+    http_logger = logging.getLogger("urllib3")
+    previous_http = http_logger.level
+    http_logger.setLevel(logging.INFO)
     yield path
+    http_logger.setLevel(previous_http)
     root.removeHandler(handler)
     root.setLevel(previous)
     handler.close()

@@ -18,8 +18,7 @@ such as the ``ExternalKeyId`` parameter of CreateKey.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,14 +28,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from alibabacloud_kms20160120.client import Client  # type: ignore[import-untyped]
-from alibabacloud_tea_openapi.exceptions import ClientException  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     Config,
-    OpenApiRequest,
-    Params,
 )
-from darabonba.core import DaraCore  # type: ignore[import-untyped]
-from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
 
 from hyok.common.secrets import Secret
 from hyok.common.tls import CertificateBundle, create_ca, issue_server_certificate
@@ -58,6 +52,7 @@ from hyok.kms.proxies import ProxyNetwork, ProxyPool
 from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
 from tests.conftest import register_sensitive
 from tests.integration._postgres import PostgresServer, find_postgres, fresh_schema
+from tests.integration._sdk import close_sdk_connections
 from tests.integration._server import serve_tls
 from tests.integration._xks import (
     DataDir,
@@ -73,18 +68,14 @@ __all__ = [
     "REGION",
     "KmsStack",
     "add_instance",
-    "call",
-    "client_error",
     "kms_stack",
     "postgres_server",
-    "runtime",
 ]
 
 REGION = "cn-hangzhou"
 ACCOUNT_ID = "1234567890123456"
 OTHER_ACCOUNT_ID = "6543210987654321"
 ROOT_KEY = bytes.fromhex("a7" * 32)
-ERROR_FIELDS = {"RequestId", "Code", "Message", "HostId", "Recommend"}
 
 
 @dataclass
@@ -149,48 +140,9 @@ class KmsStack:
             manager.close()
 
 
-def runtime() -> RuntimeOptions:
-    return RuntimeOptions(no_proxy="127.0.0.1", read_timeout=10_000, connect_timeout=5_000)
-
-
-def call(client: Client, action: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-    """Call ``action`` through the SDK's generic call and return the response body."""
-    params = Params(
-        action=action,
-        version="2016-01-20",
-        protocol="HTTPS",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    result = client.call_api(params, OpenApiRequest(query=query or {}), runtime())
-    body: dict[str, Any] = result["body"]
-    return body
-
-
-def client_error(function: Callable[[], object]) -> ClientException:
-    """Run ``function``, expect a ClientException with the full Alibaba error body, return it."""
-    with pytest.raises(ClientException) as caught:
-        function()
-    error = caught.value
-    assert error.data is not None
-    assert set(error.data) >= ERROR_FIELDS, error.data
-    return error
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     yield find_postgres()
-
-
-def _close_sdk_connections(url: str) -> None:
-    host = url.removeprefix("https://")
-    gc.collect()
-    for key in [key for key in DaraCore._sessions if host in key]:
-        DaraCore._sessions.pop(key).close()
 
 
 def add_instance(
@@ -316,7 +268,7 @@ def kms_stack(
                 access_log=False,
             )
         )
-        stack.callback(_close_sdk_connections, url)
+        stack.callback(close_sdk_connections, url)
         access_key_id, secret, other_id, other_secret, instance_id = _seed(store, proxy, data)
         yield KmsStack(
             url=url,

@@ -11,7 +11,6 @@ and Decrypt. Without them ``hyok up`` exits with "the KMS has no <action> action
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
@@ -30,13 +29,10 @@ import pytest
 from alibabacloud_tea_openapi.client import Client  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     Config,
-    OpenApiRequest,
-    Params,
 )
-from darabonba.core import DaraCore  # type: ignore[import-untyped]
-from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
 
 from tests.conftest import register_sensitive
+from tests.integration._sdk import call, close_sdk_connections
 
 pytestmark = pytest.mark.integration
 
@@ -175,30 +171,6 @@ def sdk(up: Up) -> Client:
     )
 
 
-def call(client: Client, action: str, query: dict[str, str]) -> dict[str, Any]:
-    params = Params(
-        action=action,
-        version="2016-01-20",
-        protocol="HTTPS",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    runtime = RuntimeOptions(no_proxy="127.0.0.1", read_timeout=10_000, connect_timeout=5_000)
-    body: dict[str, Any] = client.call_api(params, OpenApiRequest(query=query), runtime)["body"]
-    return body
-
-
-def close_sdk_connections(up: Up) -> None:
-    gc.collect()
-    endpoint = up.state["kms_endpoint"]
-    for key in [key for key in DaraCore._sessions if endpoint in key]:
-        DaraCore._sessions.pop(key).close()
-
-
 def run_hyok(*args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [*HYOK, *args], capture_output=True, text=True, timeout=120, check=False
@@ -217,7 +189,7 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     up = start_up(tmp_path_factory.mktemp("up") / "data")
     yield up
-    close_sdk_connections(up)
+    close_sdk_connections(up.state["kms_endpoint"])
     stop_up(up)
 
 
@@ -326,7 +298,7 @@ def test_restart_reuses_stack(tmp_path: Path) -> None:
         listed = call(sdk(second), "ListKmsInstances", {})
         assert listed["TotalCount"] == 1
     finally:
-        close_sdk_connections(second)
+        close_sdk_connections(second.state["kms_endpoint"])
         assert stop_up(second, signal.SIGTERM) == 0
 
 

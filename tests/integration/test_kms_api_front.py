@@ -10,7 +10,6 @@ request again with httpx.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import socket
@@ -26,16 +25,11 @@ import httpx
 import pytest
 from alibabacloud_kms20160120.client import Client  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.exceptions import (  # type: ignore[import-untyped]
-    ClientException,
     ServerException,
 )
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     Config,
-    OpenApiRequest,
-    Params,
 )
-from darabonba.core import DaraCore  # type: ignore[import-untyped]
-from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
 
 from hyok.common.secrets import Secret
 from hyok.common.tls import create_ca, issue_server_certificate
@@ -43,6 +37,7 @@ from hyok.kms.api.app import MIN_H11_INCOMPLETE_EVENT_SIZE, CallContext, KmsApp
 from hyok.kms.api.params import Params as KmsParams
 from hyok.kms.domain import AccessKey, AccessKeyStatus, Account, new_access_key_id
 from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
+from tests.integration._sdk import ERROR_FIELDS, call, client_error, close_sdk_connections, runtime
 from tests.integration._server import serve_tls
 
 pytestmark = pytest.mark.integration
@@ -51,7 +46,6 @@ REGION = "cn-hangzhou"
 REGIONS = ("cn-hangzhou", "cn-shanghai")
 ACCOUNT_ID = "1234567890123456"
 ROOT_KEY = bytes.fromhex("5c" * 32)
-ERROR_FIELDS = {"RequestId", "Code", "Message", "HostId", "Recommend"}
 BIG_QUERY_CHARACTERS = 100 * 1024
 
 
@@ -208,19 +202,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     database.dispose()
 
 
-def close_sdk_connections(url: str) -> None:
-    """Close the SDK's pooled keep-alive connections to ``url``, so that uvicorn stops at once.
-
-    darabonba keeps one ``requests`` session per host and port in a class attribute.
-    After an error response the SDK leaves the connection in a reference cycle
-    outside the pool, and only a garbage collection closes it.
-    """
-    host = url.removeprefix("https://")
-    gc.collect()
-    for key in [key for key in DaraCore._sessions if host in key]:
-        DaraCore._sessions.pop(key).close()
-
-
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # The SDK reads these variables; the requests must go straight to loopback.
@@ -245,38 +226,6 @@ def sdk(
         signature_algorithm=signature_algorithm,
     )
     return Client(config)
-
-
-def runtime() -> RuntimeOptions:
-    return RuntimeOptions(no_proxy="127.0.0.1", read_timeout=10_000, connect_timeout=5_000)
-
-
-def call(
-    client: Client, action: str, *, version: str = "2016-01-20", query: dict[str, str] | None = None
-) -> dict[str, Any]:
-    params = Params(
-        action=action,
-        version=version,
-        protocol="HTTPS",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    result: dict[str, Any] = client.call_api(params, OpenApiRequest(query=query or {}), runtime())
-    return result
-
-
-def client_error(function: Callable[[], object]) -> ClientException:
-    with pytest.raises(ClientException) as caught:
-        function()
-    error = caught.value
-    assert error.data is not None
-    assert set(error.data) >= ERROR_FIELDS, error.data
-    assert error.request_id == error.data["RequestId"]
-    return error
 
 
 def check_request_id(value: str) -> None:
@@ -312,7 +261,7 @@ def test_v1_signature_mode(server: Server) -> None:
 
 def test_handler_gets_context(server: Server) -> None:
     server.seen.clear()
-    body = call(sdk(server), "HyokTestEcho", query={"Blob": "abc"})["body"]
+    body = call(sdk(server), "HyokTestEcho", {"Blob": "abc"})
     assert body["BlobLength"] == 3
     (ctx,) = server.seen
     assert ctx.account_id == ACCOUNT_ID
@@ -328,7 +277,7 @@ def test_100_kb_query_reaches_app(
     blob = ("Zm9vYmFy" * (BIG_QUERY_CHARACTERS // 8 + 1))[:BIG_QUERY_CHARACTERS]
     sensitive(blob)
     with caplog.at_level(logging.INFO):
-        body = call(sdk(server), "HyokTestEcho", query={"Blob": blob})["body"]
+        body = call(sdk(server), "HyokTestEcho", {"Blob": blob})
     assert body["BlobLength"] == BIG_QUERY_CHARACTERS
     assert len(server.recorder.requests[-1].query_string) > BIG_QUERY_CHARACTERS
     # With access_log=False uvicorn's access logger neither has handlers nor propagates, so

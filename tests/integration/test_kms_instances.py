@@ -20,9 +20,7 @@ event loop with a proxy pool of its own, beside the server.
 
 from __future__ import annotations
 
-import gc
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,13 +39,9 @@ from alibabacloud_kms20160120.client import Client  # type: ignore[import-untype
 from alibabacloud_tea_openapi.exceptions import ClientException  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     Config,
-    OpenApiRequest,
-    Params,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from darabonba.core import DaraCore  # type: ignore[import-untyped]
-from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
 
 from hyok.common.secrets import Secret
 from hyok.common.tls import create_ca, issue_server_certificate, server_ssl_context
@@ -73,7 +67,9 @@ from hyok.xki.credentials import StoredCredential
 from hyok.xki.runtime import Proxy
 from hyok.xki.settings import ProxySettings
 from tests.conftest import register_sensitive
-from tests.integration._postgres import PostgresServer, find_postgres, fresh_schema
+from tests.integration._kms import postgres_server
+from tests.integration._postgres import PostgresServer, fresh_schema
+from tests.integration._sdk import call, client_error, close_sdk_connections, runtime
 from tests.integration._server import serve_tls
 from tests.integration._xks import (
     DataDir,
@@ -84,13 +80,14 @@ from tests.integration._xks import (
     run_proxy,
 )
 
+__all__ = ["postgres_server"]  # a pytest fixture, found by name
+
 pytestmark = pytest.mark.integration
 
 REGION = "cn-hangzhou"
 ACCOUNT_ID = "1234567890123456"
 OTHER_ACCOUNT_ID = "6543210987654321"
 ROOT_KEY = bytes.fromhex("3e" * 32)
-ERROR_FIELDS = {"RequestId", "Code", "Message", "HostId", "Recommend"}
 VPC_HOST = "xki.vpc.internal"
 VPC_SERVICE = "com.hyok.test.vpce-xki"
 MISMATCHED_SERVICE = "com.hyok.test.vpce-other"
@@ -364,19 +361,6 @@ class Kms:
         )
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> PostgresServer:
-    return find_postgres()
-
-
-def close_sdk_connections(url: str) -> None:
-    """Close the SDK's pooled connections to ``url``, so that uvicorn stops at once."""
-    host = url.removeprefix("https://")
-    gc.collect()
-    for key in [key for key in DaraCore._sessions if host in key]:
-        DaraCore._sessions.pop(key).close()
-
-
 def seed_accounts(store: KmsStore) -> tuple[str, str, str, str]:
     now = datetime.now(UTC)
     created = []
@@ -469,18 +453,6 @@ def kms(
 
 
 @pytest.fixture(autouse=True)
-def _quiet_sdk_request_log() -> Iterator[None]:
-    # urllib3, the SDK's HTTP library, logs each request line at DEBUG, and with it
-    # the query string, which contains the proxy secret of UpdateXkiProxyConfiguration.
-    # The KMS itself never logs parameter values.
-    http_logger = logging.getLogger("urllib3.connectionpool")
-    previous = http_logger.level
-    http_logger.setLevel(logging.INFO)
-    yield
-    http_logger.setLevel(previous)
-
-
-@pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # The SDK reads these variables; the requests must go straight to loopback.
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
@@ -488,38 +460,6 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- Calls --------------------------------------------------------------------------
-
-
-def runtime() -> RuntimeOptions:
-    return RuntimeOptions(no_proxy="127.0.0.1", read_timeout=20_000, connect_timeout=5_000)
-
-
-def call(client: Client, action: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-    """Call ``action`` through the SDK's generic call and return the response body."""
-    params = Params(
-        action=action,
-        version="2016-01-20",
-        protocol="HTTPS",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    result = client.call_api(params, OpenApiRequest(query=query or {}), runtime())
-    body: dict[str, Any] = result["body"]
-    return body
-
-
-def client_error(function: Callable[[], object]) -> ClientException:
-    """Run ``function``, expect a ClientException with the full Alibaba error body, return it."""
-    with pytest.raises(ClientException) as caught:
-        function()
-    error = caught.value
-    assert error.data is not None
-    assert set(error.data) >= ERROR_FIELDS, error.data
-    return error
 
 
 def public_settings(proxies: Proxies, **changes: str | None) -> dict[str, str]:

@@ -25,12 +25,10 @@ from tests.integration._kms import (
     ACCOUNT_ID,
     REGION,
     KmsStack,
-    call,
-    client_error,
     kms_stack,
     postgres_server,
-    runtime,
 )
+from tests.integration._sdk import call, client_error, runtime
 
 __all__ = ["kms_stack", "postgres_server"]  # pytest fixtures, found by name
 

@@ -1,8 +1,8 @@
-"""What a KMS caller sees when the XKI proxy fails: down, slow, or answering with an XKS error.
+"""What a KMS caller sees when the XKI proxy fails: down, slow, or returning an XKS error.
 
 The KMS of ``tests.integration._kms`` gets a second instance bound to a
-scripted XKS peer on loopback over TLS. The peer answers GetKeyMetadata
-normally (so CreateKey works) and answers Encrypt and Decrypt as the test
+scripted XKS peer on loopback over TLS. The peer returns GetKeyMetadata
+normally (so CreateKey works) and responds to Encrypt and Decrypt as the test
 sets it: an XKS error of the spec's table, a delay past the KMS's budget,
 or a response that is not XKS.
 """
@@ -28,12 +28,10 @@ from hyok.kms.domain import Connectivity, InstanceStatus
 from tests.integration._kms import (
     KmsStack,
     add_instance,
-    call,
-    client_error,
     kms_stack,
     postgres_server,
-    runtime,
 )
+from tests.integration._sdk import call, client_error, runtime
 from tests.integration._server import serve_tls
 
 __all__ = ["kms_stack", "postgres_server"]  # pytest fixtures, found by name
@@ -49,7 +47,7 @@ METADATA = json.dumps(
 
 @dataclass
 class ScriptedPeer:
-    """An XKS peer whose Encrypt and Decrypt answers a test sets."""
+    """An XKS peer whose Encrypt and Decrypt responses a test sets."""
 
     status: int = 200
     body: bytes = b"{}"
@@ -120,7 +118,7 @@ def faults(kms_stack: KmsStack, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
         key_id = create_key(stack, instance_id)
         # A key whose instance points at a port where nothing listens: created while
-        # the peer answers its metadata, then the instance moves to the closed port.
+        # the peer returns its metadata, then the instance moves to the closed port.
         down_instance = add_instance(
             stack.store,
             endpoint=f"https://localhost:{port}",

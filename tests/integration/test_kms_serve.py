@@ -6,7 +6,6 @@ The served KMS runs once on a SQLite file and once on a fresh PostgreSQL schema.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import signal
@@ -18,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,14 +24,14 @@ from alibabacloud_kms20160120.client import Client  # type: ignore[import-untype
 from alibabacloud_tea_openapi.exceptions import ClientException  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     Config,
-    OpenApiRequest,
-    Params,
 )
-from darabonba.core import DaraCore  # type: ignore[import-untyped]
-from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
 
 from tests.conftest import register_sensitive
-from tests.integration._postgres import PostgresServer, find_postgres, fresh_schema
+from tests.integration._kms import postgres_server
+from tests.integration._postgres import PostgresServer, fresh_schema
+from tests.integration._sdk import call, close_sdk_connections, runtime
+
+__all__ = ["postgres_server"]  # a pytest fixture, found by name
 
 pytestmark = pytest.mark.integration
 
@@ -142,13 +140,6 @@ def stop(kms: RunningKms) -> int:
     return kms.process.returncode
 
 
-def close_sdk_connections(endpoint: str) -> None:
-    """Close the SDK's pooled keep-alive connections, so that the server stops at once."""
-    gc.collect()
-    for key in [key for key in DaraCore._sessions if endpoint in key]:
-        DaraCore._sessions.pop(key).close()
-
-
 # The served KMS, on SQLite and on PostgreSQL --------------------------------------------
 
 
@@ -175,26 +166,6 @@ class Served:
         )
 
 
-def runtime() -> RuntimeOptions:
-    return RuntimeOptions(no_proxy="127.0.0.1", read_timeout=10_000, connect_timeout=5_000)
-
-
-def call(client: Client, action: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-    params = Params(
-        action=action,
-        version="2016-01-20",
-        protocol="HTTPS",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    result: dict[str, Any] = client.call_api(params, OpenApiRequest(query=query or {}), runtime())
-    return result
-
-
 def create_access_key(served: Served) -> dict[str, str]:
     output = served.cli(
         "kms", "access-key", "create", "--account-id", served.account_id, "--output", "json"
@@ -202,11 +173,6 @@ def create_access_key(served: Served) -> dict[str, str]:
     created: dict[str, str] = json.loads(output)
     register_sensitive(created["accessKeySecret"])
     return created
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> PostgresServer:
-    return find_postgres()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -262,13 +228,6 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def client_error(function: Callable[[], object]) -> ClientException:
-    with pytest.raises(ClientException) as caught:
-        function()
-    error: ClientException = caught.value
-    return error
-
-
 def wait_for_code(function: Callable[[], object], code: str) -> ClientException:
     """Repeat a call until it fails with ``code``, for up to the credential cache time."""
     deadline = time.monotonic() + CREDENTIAL_CACHE_SECONDS + 3
@@ -295,7 +254,7 @@ def test_describe_regions_over_tls(served: Served) -> None:
 
 def test_request_line_of_128_kb_accepted(served: Served) -> None:
     padding = "A" * REQUEST_LINE_BYTES
-    body = call(served.sdk(), "DescribeRegions", {"HyokTestPadding": padding})["body"]
+    body = call(served.sdk(), "DescribeRegions", {"HyokTestPadding": padding})
     assert body["Regions"]["Region"] == [{"RegionId": REGION}]
 
 

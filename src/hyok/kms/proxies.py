@@ -6,7 +6,7 @@
 per instance. When an instance's proxy settings change, the next call gets a
 new client and the old one is closed.
 
-:class:`ProxyNetwork` holds what the KMS deployment, not the instance,
+:class:`ProxyNetwork` contains what the KMS deployment, not the instance,
 decides: the private address of each VPC endpoint service, the trust roots
 for proxy certificates and the call budget.
 
@@ -64,7 +64,7 @@ class UnknownVpcEndpointServiceError(InstanceNotConfiguredError):
 
 @dataclass(frozen=True)
 class ProxyNetwork:
-    """How this KMS deployment reaches XKI proxies.
+    """The network settings with which this KMS deployment reaches XKI proxies.
 
     ``vpc_endpoints`` maps a VPC endpoint service name to the private
     ``host:port`` that the KMS dials for it; TLS still verifies the instance's

@@ -1,4 +1,4 @@
-"""What every action handler needs: the store, the proxy clients, the region and a clock."""
+"""The dependencies of every action handler: the store, the proxy clients, the region, a clock."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Cryptographic actions: Encrypt, Decrypt, the data key actions and ReEncrypt.
 
-The KMS never holds external key material. Encrypt sends the plaintext to
+The KMS never has external key material. Encrypt sends the plaintext to
 the instance's XKI proxy, and the data key actions make a data key from the
 OS CSPRNG and have the proxy encrypt it. The AAD sent to the proxy binds the
 KMS key ARN, the key version and the EncryptionContext
@@ -132,13 +132,12 @@ def _blob(params: Params, name: str = "CiphertextBlob") -> CiphertextBlob:
 async def _decrypt(
     services: Services,
     ctx: CallContext,
+    params: Params,
     blob: CiphertextBlob,
     context: dict[str, str],
     operation: str,
-    *,
-    dry_run_action: str | None = None,
-    params: Params | None = None,
 ) -> tuple[KeyContext, bytes]:
+    """Decrypt ``blob`` through its key's proxy, after the checks and the DryRun check."""
     found = await find_key_by_reference(services, ctx, blob.key_id, "CiphertextBlob")
     key = found.key
     if blob.key_version_id != key.primary_key_version_id:
@@ -146,8 +145,7 @@ async def _decrypt(
             f"blob key version {blob.key_version_id!r} is not a version of key {key.key_id}"
         )
     require_crypto_ready(found)
-    if dry_run_action is not None and params is not None:
-        _dry_run(params, dry_run_action)
+    _dry_run(params, operation)
     aad = proxy_aad(key.arn, key.primary_key_version_id, context)
     client = proxy_client(services, found.instance)
     plaintext = await call_proxy(
@@ -186,9 +184,7 @@ async def decrypt(services: Services, ctx: CallContext, params: Params) -> dict[
     _reject_recipient(params)
     blob = _blob(params)
     context = _context(params)
-    found, plaintext = await _decrypt(
-        services, ctx, blob, context, "Decrypt", dry_run_action="Decrypt", params=params
-    )
+    found, plaintext = await _decrypt(services, ctx, params, blob, context, "Decrypt")
     return _result(found, Plaintext=_b64(plaintext))
 
 
@@ -276,15 +272,7 @@ async def export_data_key(services: Services, ctx: CallContext, params: Params) 
     public_key, digest = _wrapping_key(params)
     blob = _blob(params)
     context = _context(params)
-    found, data_key = await _decrypt(
-        services,
-        ctx,
-        blob,
-        context,
-        "ExportDataKey",
-        dry_run_action="ExportDataKey",
-        params=params,
-    )
+    found, data_key = await _decrypt(services, ctx, params, blob, context, "ExportDataKey")
     return _result(found, ExportedDataKey=_wrap(data_key, public_key, digest))
 
 
@@ -305,15 +293,7 @@ async def re_encrypt(services: Services, ctx: CallContext, params: Params) -> di
         services, ctx, destination_reference, "DestinationKeyId"
     )
     require_crypto_ready(destination)
-    _source, plaintext = await _decrypt(
-        services,
-        ctx,
-        blob,
-        source_context,
-        "ReEncrypt",
-        dry_run_action="ReEncrypt",
-        params=params,
-    )
+    _source, plaintext = await _decrypt(services, ctx, params, blob, source_context, "ReEncrypt")
     new_blob = await _encrypt(
         services, ctx, destination, plaintext, destination_context, "ReEncrypt"
     )

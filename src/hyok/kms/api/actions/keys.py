@@ -224,17 +224,15 @@ async def _check_external_key(
     metadata = request_metadata(ctx, "CreateKey")
     try:
         result = await client.get_key_metadata(external_key_id, metadata)
-    except ProxyRejectedError as exc:
-        if exc.error_name == "KeyNotFoundException":
+    except ProxyError as exc:
+        if isinstance(exc, ProxyRejectedError) and exc.error_name == "KeyNotFoundException":
             raise InvalidParameterError(
                 f"The external key {shown_value(external_key_id)} is not found by the XKI "
                 f"proxy of instance {instance.instance_id}. Create it in your key manager "
                 "through the proxy, and pass the key ID the proxy reports.",
                 parameter="ExternalKeyId",
             ) from exc
-        raise _map_metadata_error(exc, instance) from exc
-    except ProxyError as exc:
-        raise _map_metadata_error(exc, instance) from exc
+        raise map_proxy_error(exc, key_id="(new key)", instance_id=instance.instance_id) from exc
     subject = f"The external key {shown_value(external_key_id)}"
     if result.key_spec != "AES_256":
         raise InvalidParameterError(
@@ -254,10 +252,6 @@ async def _check_external_key(
             f"{subject} is {result.key_status} in the key manager behind the XKI proxy of "
             f"instance {instance.instance_id}. Enable it there, then retry."
         )
-
-
-def _map_metadata_error(exc: ProxyError, instance: Instance) -> Exception:
-    return map_proxy_error(exc, key_id="(new key)", instance_id=instance.instance_id)
 
 
 async def create_key(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:

@@ -2,10 +2,10 @@
 
 External keys are symmetric AES-256 keys whose material and versions stay in
 the customer's key manager. So key material import, rotation, new key
-versions and the asymmetric and MAC operations are refused, after the key
-is found, with a message that says why and what to do instead. The
-2016-01-20 API has no backup or cross-region action; a key ARN of another
-region is refused by the key lookup.
+versions and the asymmetric and MAC operations are rejected, after the key
+is found, with a message that gives the reason and what to do instead. The
+2016-01-20 API has no backup or cross-region action. The key lookup rejects
+a key ARN of another region.
 """
 
 from __future__ import annotations
