@@ -71,19 +71,19 @@ from alibabacloud_tea_openapi.utils import Utils  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     Config,
     OpenApiRequest,
-    Params,
 )
 from darabonba.core import DaraCore  # type: ignore[import-untyped]
 from darabonba.request import DaraRequest  # type: ignore[import-untyped]
 from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
 
 import xki_load as proxy_load
+from hyok.kms import API_VERSION
+from hyok.kms.sdk_call import rpc_params
 
 BENCHMARKS_DIR: Final = Path(__file__).resolve().parent
 KMS_WRK_SCRIPT: Final = BENCHMARKS_DIR / "wrk" / "kms.lua"
 HOST: Final = proxy_load.HOST
 REGION: Final = proxy_load.REGION
-API_VERSION: Final = "2016-01-20"
 SIGNATURE_ALGORITHM: Final = "ACS3-HMAC-SHA256"
 TARGETS: Final = ("proxy", "kms")
 OPERATIONS: Final = ("encrypt", "decrypt")
@@ -420,17 +420,7 @@ class KmsApi:
 
     def call(self, action: str, query: dict[str, str]) -> dict[str, Any]:
         """Call ``action`` with the SDK's generic ``call_api`` and return the response body."""
-        params = Params(
-            action=action,
-            version=API_VERSION,
-            protocol="HTTPS",
-            pathname="/",
-            method="POST",
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
+        params = rpc_params(action)
         try:
             result = self.client.call_api(params, OpenApiRequest(query=query), self.runtime)
         except AlibabaCloudException as exc:

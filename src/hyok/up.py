@@ -58,6 +58,7 @@ from hyok.kms.bootstrap import (
     open_store,
 )
 from hyok.kms.domain import AccessKeyStatus, Account
+from hyok.kms.sdk_call import rpc_params
 from hyok.kms.store import KmsStore
 from hyok.xki import settings as xki_settings
 
@@ -78,7 +79,6 @@ DEFAULT_KMS_PORT: Final = kms_settings.DEFAULT_PORT
 STATE_NAME: Final = "hyok-up.json"
 KMS_DIRECTORY: Final = "kms"
 INSTANCE_NAME: Final = "hyok-up"
-API_VERSION: Final = "2016-01-20"
 
 # How long each server gets to respond after its process starts, and how long
 # each gets to stop after SIGTERM before it is killed.
@@ -500,20 +500,10 @@ class _Kms:
     def call(self, action: str, query: dict[str, str]) -> dict[str, Any]:
         """Send one action and return the response body; raise UpError with the KMS's message."""
         from alibabacloud_tea_openapi.exceptions import AlibabaCloudException  # type: ignore[import-untyped]
-        from alibabacloud_tea_openapi.utils_models import OpenApiRequest, Params
+        from alibabacloud_tea_openapi.utils_models import OpenApiRequest
         from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
 
-        params = Params(
-            action=action,
-            version=API_VERSION,
-            protocol="HTTPS",
-            pathname="/",
-            method="POST",
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
+        params = rpc_params(action)
         runtime = RuntimeOptions(
             no_proxy="127.0.0.1,localhost", connect_timeout=5_000, read_timeout=30_000
         )

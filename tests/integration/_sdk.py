@@ -16,10 +16,12 @@ import pytest
 from alibabacloud_tea_openapi.exceptions import ClientException  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     OpenApiRequest,
-    Params,
 )
 from darabonba.core import DaraCore  # type: ignore[import-untyped]
 from darabonba.runtime import RuntimeOptions  # type: ignore[import-untyped]
+
+from hyok.kms import API_VERSION
+from hyok.kms.sdk_call import rpc_params
 
 __all__ = [
     "API_VERSION",
@@ -30,7 +32,6 @@ __all__ = [
     "runtime",
 ]
 
-API_VERSION: Final = "2016-01-20"
 ERROR_FIELDS: Final = frozenset({"RequestId", "Code", "Message", "HostId", "Recommend"})
 
 
@@ -43,17 +44,7 @@ def call(
     client: Any, action: str, query: dict[str, str] | None = None, *, version: str = API_VERSION
 ) -> dict[str, Any]:
     """Call ``action`` through the SDK's generic call and return the response body."""
-    params = Params(
-        action=action,
-        version=version,
-        protocol="HTTPS",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
+    params = rpc_params(action, version)
     result = client.call_api(params, OpenApiRequest(query=query or {}), runtime())
     body: dict[str, Any] = result["body"]
     return body

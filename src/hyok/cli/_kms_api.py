@@ -34,12 +34,12 @@ from hyok.cli._common import (
     print_record,
 )
 from hyok.common.secrets import Secret
+from hyok.kms.sdk_call import rpc_params
 
 __all__ = [
     "ACCESS_KEY_ID_ENV",
     "ACCESS_KEY_SECRET_ENV",
     "ALL_PAGE_SIZE",
-    "API_VERSION",
     "DEFAULT_REGION",
     "UP_FILE_NAME",
     "ConnectionOptions",
@@ -65,7 +65,6 @@ ACCESS_KEY_SECRET_ENV: Final = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 -
 #: Region when neither ``--region`` nor the file sets one. With an explicit
 #: endpoint, the SDK sends the region in no request these commands make.
 DEFAULT_REGION: Final = "cn-hangzhou"
-API_VERSION: Final = "2016-01-20"
 #: Page size of ``--all`` listings: the maximum that ListKeys and ListKmsInstances accept.
 ALL_PAGE_SIZE: Final = 100
 
@@ -427,20 +426,9 @@ class KmsClient:
         """Call ``action`` with the SDK's generic ``call_api`` and return the response body."""
         from alibabacloud_tea_openapi.utils_models import (
             OpenApiRequest,
-            Params,
         )
 
-        params = Params(
-            action=action,
-            version=API_VERSION,
-            protocol="HTTPS",
-            pathname="/",
-            method="POST",
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
+        params = rpc_params(action)
         with self._translate_errors():
             result = self._client.call_api(
                 params, OpenApiRequest(query=dict(query)), self._runtime(None)

@@ -68,6 +68,7 @@ from hyok.common.acs_signature import (
     VerifiedCaller,
 )
 from hyok.common.errors import MethodNotAllowedError, PayloadTooLargeError, RequestError
+from hyok.kms import API_VERSION
 from hyok.kms.api import responses
 from hyok.kms.api.errors import (
     InternalFailureError,
@@ -96,7 +97,6 @@ __all__ = [
 
 logger = logging.getLogger("hyok.kms.api")
 
-API_VERSION: Final = "2016-01-20"
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 DEFAULT_CREDENTIAL_CACHE_SECONDS: Final = 5.0
 MIN_H11_INCOMPLETE_EVENT_SIZE: Final = 256 * 1024
