@@ -184,13 +184,21 @@ class _AccessKeyDirectory:
     def __repr__(self) -> str:
         return f"_AccessKeyDirectory(ttl={self._ttl}, entries={len(self._entries)})"
 
+    def cached(self, access_key_id: str) -> AccessKey | None:
+        """Return the AccessKey when the cache has a fresh entry, without reading the store."""
+        if self._ttl <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(access_key_id)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
     def get(self, access_key_id: str) -> AccessKey | None:
         now = time.monotonic()
-        if self._ttl > 0:
-            with self._lock:
-                entry = self._entries.get(access_key_id)
-            if entry is not None and entry[0] > now:
-                return entry[1]
+        found = self.cached(access_key_id)
+        if found is not None:
+            return found
         with self._store.session(read_only=True) as session:
             access_key = session.access_keys.get(access_key_id)
         if access_key is not None and self._ttl > 0:
@@ -408,7 +416,11 @@ class KmsApp:
             self._verifier.verify, AcsRequest.from_asgi(scope, body)
         )
         outcome.access_key_id = caller.access_key_id
-        access_key = await self._run(self._directory.get, caller.access_key_id)
+        # The signature check has just read the AccessKey, so it is usually cached, and
+        # only a miss needs a worker thread.
+        access_key = self._directory.cached(caller.access_key_id)
+        if access_key is None:
+            access_key = await self._run(self._directory.get, caller.access_key_id)
         if access_key is None:
             # The AccessKey was deleted after the signature check read it.
             raise SignatureError(
