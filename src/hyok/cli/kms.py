@@ -4,12 +4,11 @@
 and ``access-key`` groups work directly on the database that the
 configuration names, because the first AccessKey of an account cannot come
 from the API it signs. Commands that call the API through the SDK live in
-``hyok.cli.kms_calls`` and join this group when that module exists.
+``hyok.cli.kms_calls``, which ``hyok.cli.main`` adds to this group.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -34,11 +33,10 @@ from hyok.kms.domain import AccessKey, AccessKeyStatus
 from hyok.kms.settings import CONFIG_NAME, DEFAULT_PORT, DEFAULT_REGION, KmsSettings
 from hyok.kms.store import KmsStore
 
-__all__ = ["add_call_commands", "kms", "resolve_kms_config"]
+__all__ = ["kms", "resolve_kms_config"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-_CALLS_MODULE: Final = "hyok.cli.kms_calls"
 #: Directory of the KMS files inside a data directory written by ``hyok up``.
 _UP_SUBDIRECTORY: Final = "kms"
 
@@ -46,23 +44,6 @@ _UP_SUBDIRECTORY: Final = "kms"
 @click.group()
 def kms() -> None:
     """Run and configure the KMS: the Alibaba Cloud KMS OpenAPI in front of XKI proxies."""
-
-
-def add_call_commands() -> None:
-    """Add the SDK-based commands of ``hyok.cli.kms_calls`` to the group, when that module exists.
-
-    The module either defines its commands on :data:`kms` when imported, or
-    has a ``register(group)`` function that adds them.
-    """
-    try:
-        module = importlib.import_module(_CALLS_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != _CALLS_MODULE:
-            raise
-        return
-    register = getattr(module, "register", None)
-    if callable(register):
-        register(kms)
 
 
 # Configuration.

@@ -20,13 +20,13 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each subcommand module can import this one.
-    from hyok.cli import kmi, kms, up, xki
+    from hyok.cli import kmi, kms, kms_calls, up, xki
 
     cli.add_command(up.up)
     cli.add_command(kms.kms)
     cli.add_command(xki.xki)
     cli.add_command(kmi.kmi)
-    kms.add_call_commands()
+    kms_calls.register(kms.kms)
 
 
 def main() -> None:
