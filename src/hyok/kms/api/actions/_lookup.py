@@ -46,6 +46,7 @@ __all__ = [
     "KeyContext",
     "call_proxy",
     "find_key",
+    "instance_id_parameter",
     "principal_arn",
     "proxy_client",
     "request_metadata",
@@ -54,6 +55,8 @@ __all__ = [
 
 MAX_KEY_REFERENCE_LENGTH: Final = 256
 _KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_INSTANCE_ID: Final = re.compile(r"kst-[a-z0-9]{1,60}")
+_MAX_INSTANCE_ID_LENGTH: Final = 64
 _ALIAS_PREFIX: Final = "alias/"
 
 _T = TypeVar("_T")
@@ -65,6 +68,18 @@ class KeyContext:
 
     key: Key
     instance: Instance
+
+
+def instance_id_parameter(params: Params, name: str) -> str:
+    """Return the required instance ID parameter ``name``, checked against the ``kst-`` form."""
+    instance_id = params.required_str(name, max_length=_MAX_INSTANCE_ID_LENGTH)
+    if not _INSTANCE_ID.fullmatch(instance_id):
+        raise InvalidParameterError(
+            f"The parameter {name} value {shown_value(instance_id)} is not an instance ID. "
+            "Pass an ID such as kst-... from ListKmsInstances.",
+            parameter=name,
+        )
+    return instance_id
 
 
 def principal_arn(ctx: CallContext) -> str:

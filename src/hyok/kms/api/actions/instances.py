@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from hyok.common.errors import ValidationError
 from hyok.common.secrets import Secret
-from hyok.kms.api.actions._lookup import principal_arn
+from hyok.kms.api.actions._lookup import instance_id_parameter, principal_arn
 from hyok.kms.api.actions._services import Services, bind_actions
 from hyok.kms.api.app import CallContext, Handler
 from hyok.kms.api.errors import (
@@ -65,8 +65,6 @@ CONNECTIVITY_VALUES: Final = {
 """The wire values of the ``Connectivity`` parameter and the connectivity each stands for."""
 
 _CONNECTIVITY_NAMES: Final = {value: name for name, value in CONNECTIVITY_VALUES.items()}
-_INSTANCE_ID: Final = re.compile(r"kst-[a-z0-9]{1,60}")
-_MAX_INSTANCE_ID_LENGTH: Final = 64
 _MAX_URI_PATH_LENGTH: Final = 128
 _MAX_VPC_SERVICE_LENGTH: Final = 255
 _VPC_SERVICE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
@@ -175,14 +173,7 @@ class _ProxySettings:
 
 
 def _instance_id(params: Params) -> str:
-    instance_id = params.required_str("KmsInstanceId", max_length=_MAX_INSTANCE_ID_LENGTH)
-    if not _INSTANCE_ID.fullmatch(instance_id):
-        raise InvalidParameterError(
-            f"The parameter KmsInstanceId value {shown_value(instance_id)} is not an instance "
-            "ID. Pass an ID such as kst-... from ListKmsInstances.",
-            parameter="KmsInstanceId",
-        )
-    return instance_id
+    return instance_id_parameter(params, "KmsInstanceId")
 
 
 def _fingerprint(params: Params) -> str | None:

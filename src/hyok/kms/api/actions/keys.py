@@ -19,6 +19,7 @@ from hyok.common.errors import RequestError, ValidationError
 from hyok.kms.api.actions._lookup import (
     KeyContext,
     find_key,
+    instance_id_parameter,
     proxy_client,
     request_metadata,
     require_connected,
@@ -62,7 +63,6 @@ __all__ = ["default_policy", "describe_key_metadata", "format_date", "key_handle
 
 logger = logging.getLogger("hyok.kms.api")
 
-_INSTANCE_ID: Final = re.compile(r"kst-[a-z0-9]{1,60}")
 _EXTERNAL_KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Specs and usages that Alibaba Cloud KMS defines but that an external key cannot have.
 _OTHER_KEY_SPECS: Final = frozenset(
@@ -255,15 +255,7 @@ async def _check_external_key(
 
 
 async def create_key(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
-    instance_id = params.optional_str("DKMSInstanceId", max_length=64, min_length=1)
-    if instance_id is None:
-        raise MissingParameterError("DKMSInstanceId")
-    if not _INSTANCE_ID.fullmatch(instance_id):
-        raise InvalidParameterError(
-            f"The parameter DKMSInstanceId value {shown_value(instance_id)} is not an "
-            "instance ID. Pass an ID such as kst-... from ListKmsInstances.",
-            parameter="DKMSInstanceId",
-        )
+    instance_id = instance_id_parameter(params, "DKMSInstanceId")
     external_key_id = _external_key_id(params)
     _check_create_options(params)
     description = params.optional_str("Description", max_length=MAX_DESCRIPTION_LENGTH) or ""
