@@ -32,6 +32,7 @@ from hyok.kms.xki_client._models import (
     KeyMetadataResult,
     RequestMetadata,
 )
+from hyok.kms.xki_client._pool import ProxyTransport
 from hyok.kms.xki_client._requests import (
     _DECRYPT,
     _ENCRYPT,
@@ -45,6 +46,7 @@ from hyok.kms.xki_client._requests import (
     _Operation,
 )
 from hyok.kms.xki_client._responses import (
+    _MAX_RESPONSE_BYTES,
     _Fields,
     _integrity_value,
     _invalid,
@@ -124,13 +126,13 @@ class XkiClient:
         url_host = f"[{dial_host}]" if ":" in dial_host else dial_host
         self._base_url = f"https://{url_host}:{dial_port}{binding.uri_path}"
         self._http = httpx.AsyncClient(
-            verify=self._ssl_context(binding),
-            http1=True,
-            http2=False,
-            limits=httpx.Limits(
+            transport=ProxyTransport(
+                self._ssl_context(binding),
+                address=binding.dial_address,
+                server_hostname=binding.host,
                 max_connections=max_connections,
-                max_keepalive_connections=max_connections,
                 keepalive_expiry=_KEEPALIVE_EXPIRY,
+                max_body_bytes=_MAX_RESPONSE_BYTES,
             ),
             # Environment proxies and certificate files must not change where
             # key material goes or whom the client trusts.
@@ -431,9 +433,6 @@ class XkiClient:
         )
         tracker = _PhaseTracker()
         extensions: dict[str, Any] = {"trace": tracker}
-        if self.binding.connect_address is not None:
-            # The client dials the connect address, and TLS still checks the endpoint's name.
-            extensions["sni_hostname"] = self.binding.host
         request = self._http.build_request(
             "POST",
             url,
@@ -444,15 +443,12 @@ class XkiClient:
         )
 
         try:
-            try:
-                with anyio.fail_after(max(remaining, 0)):
-                    response = await self._http.send(request, stream=True)
-                    try:
-                        body = await _read_body(call, response)
-                    finally:
-                        await response.aclose()
-            finally:
-                await tracker.close_orphaned_stream()
+            with anyio.fail_after(max(remaining, 0)):
+                response = await self._http.send(request, stream=True)
+                try:
+                    body = await _read_body(call, response)
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _timeout_error(call, tracker.phase) from exc
         except httpx.DecodingError as exc:

@@ -8,7 +8,8 @@ and before any request byte is written. A mismatch fails the handshake, so
 every new connection is checked and nothing is sent to an unpinned server.
 
 A timeout or transport failure becomes the :class:`ProxyError` of the phase
-that the attempt had reached, as httpcore's trace events report it.
+that the attempt had reached, as :class:`ProxyTransport` reports it through
+the trace events that httpcore also uses.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ import ssl
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
-import anyio
-import h11
-import httpcore
 import httpx
 
 from hyok.kms.xki_client._errors import (
@@ -34,6 +32,7 @@ from hyok.kms.xki_client._errors import (
     ProxyTlsError,
     ProxyUnreachableError,
 )
+from hyok.kms.xki_client._pool import MalformedResponseError
 from hyok.kms.xki_client._requests import _Call
 
 T = TypeVar("T")
@@ -50,7 +49,7 @@ class _FingerprintMismatchError(ssl.SSLCertVerificationError):
 def _pinning_ssl_object_class(expected: bytes) -> type[ssl.SSLObject]:
     """Build an SSLObject class that checks the peer's leaf certificate against ``expected``.
 
-    anyio, which httpcore uses, drives the handshake through
+    asyncio (and uvloop) drive the handshake through
     ``SSLContext.wrap_bio``, so this class is used for every new connection.
     The check runs when OpenSSL reports the handshake complete. The handshake's
     last message is not flushed yet at that point, so the server's side of the
@@ -70,7 +69,7 @@ def _pinning_ssl_object_class(expected: bytes) -> type[ssl.SSLObject]:
 
 @enum.unique
 class _Phase(enum.Enum):
-    """How far an attempt got, read from httpcore's trace events."""
+    """How far an attempt got, read from the transport's trace events."""
 
     POOL = enum.auto()
     CONNECT = enum.auto()
@@ -78,7 +77,7 @@ class _Phase(enum.Enum):
     REQUEST = enum.auto()
 
 
-# httpcore's trace event names (httpcore 1.0), passed through httpx's "trace"
+# Trace event names (httpcore's, which ProxyTransport reuses), passed through httpx's "trace"
 # request extension. Each phase begins with one of these events, so a failure
 # belongs to the phase of the last one seen.
 _TRACE_PHASES: Final = {
@@ -89,41 +88,17 @@ _TRACE_PHASES: Final = {
 
 
 class _PhaseTracker:
-    """The httpx ``trace`` callback of one attempt: its phase, and a TCP stream not yet handed over.
+    """The httpx ``trace`` callback of one attempt: how far the attempt got."""
 
-    httpcore 1.0.9 closes the TCP stream when the TLS handshake raises an
-    Exception, but not when it is cancelled, so a deadline that ends the
-    handshake would leave the socket to the garbage collector.
-    :meth:`close_orphaned_stream` closes it.
-    """
-
-    __slots__ = ("phase", "tcp_stream")
+    __slots__ = ("phase",)
 
     def __init__(self) -> None:
         self.phase = _Phase.POOL
-        self.tcp_stream: httpcore.AsyncNetworkStream | None = None
 
     async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
         phase = _TRACE_PHASES.get(event)
         if phase is not None:
             self.phase = phase
-
-        # After start_tls completes, httpcore owns the TLS stream. After it
-        # raises an Exception, httpcore has closed the TCP stream itself.
-        handed_over = event == "connection.start_tls.complete" or (
-            event == "connection.start_tls.failed"
-            and isinstance(info.get("exception"), Exception)
-        )
-        if event == "connection.connect_tcp.complete":
-            self.tcp_stream = info.get("return_value")
-        elif handed_over:
-            self.tcp_stream = None
-
-    async def close_orphaned_stream(self) -> None:
-        stream, self.tcp_stream = self.tcp_stream, None
-        if stream is not None:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -231,12 +206,12 @@ def _transport_error(
             operation=call.operation.name,
             external_key_id=call.external_key_id,
         )
-    # httpcore raises RemoteProtocolError both for bytes that h11 cannot parse
-    # (chained to h11's error) and for a server that closed the connection
-    # before responding (not chained). Only the first is a malformed response.
+    # RemoteProtocolError means both bytes that cannot be parsed (chained to
+    # MalformedResponseError) and a server that closed the connection before
+    # responding (not chained). Only the first is a malformed response.
     if (
         isinstance(exc, httpx.RemoteProtocolError)
-        and _first(chain, h11.RemoteProtocolError) is not None
+        and _first(chain, MalformedResponseError) is not None
     ):
         return ProxyInvalidResponseError(
             ProxyErrorKind.INVALID_RESPONSE,
