@@ -945,7 +945,7 @@ _CATEGORIES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         ("concurrent/futures/", "threading.py", "queue.py", "run_in_executor"),
     ),
     ("TLS (ssl, asyncio sslproto)", ("ssl.py", "sslproto.py")),
-    ("uvicorn h11 and ASGI", ("uvicorn/", "h11/")),
+    ("uvicorn and ASGI", ("uvicorn/", "h11/", "hyok/kms/http11")),
 )
 
 
@@ -1025,7 +1025,7 @@ def _render_header(report: dict[str, Any]) -> list[str]:
         "KMS end-to-end load test",
         f"machine: {info['cpus']} CPUs ({info['cpu_model']}), Linux {info['kernel']}, "
         f"Python {info['python']}, {info['openssl']}",
-        f"stack: uvicorn {packages['uvicorn']} (KMS on h11, proxy on httptools), "
+        f"stack: uvicorn {packages['uvicorn']} (KMS on hyok.kms.http11, proxy on httptools), "
         f"uvloop {packages['uvloop']}, cryptography {packages['cryptography']}",
         f"KMS: {settings['kms_workers']} worker(s), nonce cache in the {settings['nonce_cache']}"
         f", SQLite; proxy: {settings['proxy_workers']} worker(s), file key manager",

@@ -7,7 +7,7 @@ fresh PostgreSQL schema):
   key manager and the keys ``app-1`` (enabled), ``off-1`` (disabled) and
   ``sign-1`` (no DECRYPT usage);
 - a KMS (``KmsApp`` with every action) over TLS on 127.0.0.1, served by
-  uvicorn's h11 as ``hyok kms serve`` does;
+  :class:`~hyok.kms.http11.KmsHttpProtocol` as ``hyok kms serve`` does;
 - an account with a root AccessKey, and an external key instance bound to
   the proxy through the public endpoint ``https://localhost:<port>``.
 
@@ -36,7 +36,7 @@ from hyok.common.secrets import Secret
 from hyok.common.tls import CertificateBundle, create_ca, issue_server_certificate
 from hyok.kmi.base import KeyUsage
 from hyok.kms.api.actions import Services, build_handlers
-from hyok.kms.api.app import MIN_H11_INCOMPLETE_EVENT_SIZE, KmsApp
+from hyok.kms.api.app import KmsApp
 from hyok.kms.domain import (
     AccessKey,
     Account,
@@ -48,6 +48,7 @@ from hyok.kms.domain import (
     new_access_key_secret,
     new_instance_id,
 )
+from hyok.kms.http11 import KmsHttpProtocol
 from hyok.kms.proxies import ProxyNetwork, ProxyPool
 from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
 from tests.conftest import register_sensitive
@@ -261,8 +262,7 @@ def kms_stack(
                 app,
                 cert_file=cert_file,
                 key_file=key_file,
-                http="h11",
-                h11_max_incomplete_event_size=MIN_H11_INCOMPLETE_EVENT_SIZE,
+                http=KmsHttpProtocol,
                 loop="asyncio",
                 lifespan="on",
                 access_log=False,

@@ -1,6 +1,6 @@
 """Tests of hyok.kms.api.app over HTTPS on 127.0.0.1, called by the official SDK.
 
-One uvicorn server (h11 with a raised h11_max_incomplete_event_size) serves a
+One uvicorn server (``KmsHttpProtocol``, as ``hyok kms serve`` uses) serves a
 :class:`KmsApp` on a fresh SQLite store with one account and two AccessKeys,
 one active and one inactive. The SDK trusts the test CA through ``Config.ca``,
 which it passes to ``requests`` as a CA bundle path. A pass-through ASGI
@@ -36,6 +36,7 @@ from hyok.common.tls import create_ca, issue_server_certificate
 from hyok.kms.api.app import MIN_H11_INCOMPLETE_EVENT_SIZE, CallContext, KmsApp
 from hyok.kms.api.params import Params as KmsParams
 from hyok.kms.domain import AccessKey, AccessKeyStatus, Account, new_access_key_id
+from hyok.kms.http11 import MAX_REQUEST_HEAD_BYTES, KmsHttpProtocol
 from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
 from tests.integration._sdk import ERROR_FIELDS, call, client_error, close_sdk_connections, runtime
 from tests.integration._server import serve_tls
@@ -179,8 +180,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         recorder,
         cert_file=cert_file,
         key_file=key_file,
-        http="h11",
-        h11_max_incomplete_event_size=MIN_H11_INCOMPLETE_EVENT_SIZE,
+        http=KmsHttpProtocol,
         loop="asyncio",
         # uvicorn's access log writes the whole query string, parameter values included.
         access_log=False,
@@ -328,6 +328,7 @@ def raw_get(port: int, context: ssl.SSLContext, target: str) -> tuple[int, bytes
     ("options", "reaches_app"),
     [
         pytest.param({"http": "httptools"}, False, id="httptools"),
+        pytest.param({"http": KmsHttpProtocol}, True, id="kms-protocol"),
         pytest.param({"http": "h11"}, False, id="h11-default"),
         pytest.param(
             {"http": "h11", "h11_max_incomplete_event_size": MIN_H11_INCOMPLETE_EVENT_SIZE},
@@ -339,7 +340,7 @@ def raw_get(port: int, context: ssl.SSLContext, target: str) -> tuple[int, bytes
 def test_server_settings_for_a_100_kb_request_line(
     server: Server, options: dict[str, Any], reaches_app: bool
 ) -> None:
-    """Only h11 with a raised h11_max_incomplete_event_size passes a 100 KB request line."""
+    """KmsHttpProtocol and h11 with a raised limit pass a 100 KB request line; the defaults fail."""
     target = "/?Blob=" + "A" * BIG_QUERY_CHARACTERS
     with serve_tls(
         server.recorder.app,
@@ -358,6 +359,24 @@ def test_server_settings_for_a_100_kb_request_line(
         # The server rejects the request line before the app receives it.
         assert status == 400
         assert not body.startswith(b"{")
+
+
+def test_request_head_over_the_limit_is_refused_before_the_app(server: Server) -> None:
+    """A request line past MAX_REQUEST_HEAD_BYTES gets uvicorn's 400, and the app sees nothing."""
+    target = "/?Blob=" + "A" * (MAX_REQUEST_HEAD_BYTES + 1)
+    status, body = raw_get(server.port, server.client_context, target)
+    assert status == 400
+    assert not body.startswith(b"{")
+    assert all(len(seen.query_string) < MAX_REQUEST_HEAD_BYTES for seen in server.recorder.requests)
+
+
+def test_long_query_keeps_its_fragment_out(server: Server) -> None:
+    """A query past parse_url's 65,535 bytes reaches the app whole, without a '#' fragment."""
+    target = "/?Blob=" + "B" * 70_000 + "#frag"
+    status, body = raw_get(server.port, server.client_context, target)
+    assert status == 400
+    assert json.loads(body)["Code"] == "MissingParameter"
+    assert server.recorder.requests[-1].query_string == b"Blob=" + b"B" * 70_000
 
 
 # Authentication failures ---------------------------------------------------------------

@@ -1,7 +1,7 @@
 """External key management instance actions, called by the official SDK over TLS on loopback.
 
 Per database (a SQLite file, then a fresh PostgreSQL schema) one uvicorn
-server (h11) serves a ``KmsApp`` with every action, on a store with two
+server (``KmsHttpProtocol``) serves a ``KmsApp`` with every action, on a store with two
 accounts and one root AccessKey each. The KMS reaches real hyok XKI proxies
 on 127.0.0.1, all with certificates from one test CA that the KMS trusts:
 
@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import hashes
 from hyok.common.secrets import Secret
 from hyok.common.tls import create_ca, issue_server_certificate, server_ssl_context
 from hyok.kms.api.actions import Services, build_handlers
-from hyok.kms.api.app import MIN_H11_INCOMPLETE_EVENT_SIZE, KmsApp
+from hyok.kms.api.app import KmsApp
 from hyok.kms.domain import (
     AccessKey,
     Account,
@@ -60,6 +60,7 @@ from hyok.kms.domain import (
     new_key_version_id,
 )
 from hyok.kms.health import HEALTH_JOB, InstanceHealthMonitor
+from hyok.kms.http11 import KmsHttpProtocol
 from hyok.kms.proxies import ProxyNetwork, ProxyPool
 from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
 from hyok.xki.app import XksApp
@@ -429,8 +430,7 @@ def kms(
                 app,
                 cert_file=cert_file,
                 key_file=key_file,
-                http="h11",
-                h11_max_incomplete_event_size=MIN_H11_INCOMPLETE_EVENT_SIZE,
+                http=KmsHttpProtocol,
                 loop="asyncio",
                 lifespan="on",
                 # uvicorn's access log writes the query string, the proxy secret included.

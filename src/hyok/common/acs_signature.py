@@ -250,7 +250,12 @@ class NonceCache(abc.ABC):
     An implementation on a shared database can insert ``(access_key_id,
     nonce)`` into a table with a unique constraint and delete rows whose
     ``expires_at`` has passed.
+
+    ``blocking`` is True when :meth:`check_and_store` may wait for I/O, so
+    callers on an event loop must run it in a worker thread.
     """
+
+    blocking: bool = True
 
     @abc.abstractmethod
     def check_and_store(self, access_key_id: str, nonce: str, expires_at: datetime) -> bool:
@@ -280,6 +285,8 @@ class InMemoryNonceCache(NonceCache):
 
     ``clock`` must be the clock of the verifier that passes ``expires_at``.
     """
+
+    blocking = False
 
     def __init__(
         self, max_entries: int = 500_000, clock: Callable[[], datetime] = _utc_now

@@ -1,12 +1,12 @@
 """Run the KMS API: the store, the XKI proxy clients, the health monitor and uvicorn over TLS.
 
-uvicorn serves the app with its ``h11`` implementation, a raised
-``h11_max_incomplete_event_size`` and the access log off, for the reasons in
-:mod:`hyok.kms.api.app`. With ``workers = 1`` everything runs in this
-process. With more, uvicorn spawns worker processes that each build their
-own app from the file named in ``HYOK_KMS_CONFIG``, after this process has
-migrated the database once. The SSL context factory is a module function,
-because the worker configuration is pickled.
+uvicorn serves the app with :class:`hyok.kms.http11.KmsHttpProtocol` and
+the access log off, for the reasons in :mod:`hyok.kms.api.app`. With
+``workers = 1`` everything runs in this process. With more, uvicorn spawns
+worker processes that each build their own app from the file named in
+``HYOK_KMS_CONFIG``, after this process has migrated the database once.
+The SSL context factory is a module function, because the worker
+configuration is pickled.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from uvicorn.supervisors import Multiprocess
 from hyok.common.errors import HyokError
 from hyok.common.tls import client_ssl_context, server_ssl_context
 from hyok.kms.api.actions import Services, build_handlers
-from hyok.kms.api.app import MIN_H11_INCOMPLETE_EVENT_SIZE, KmsApp
+from hyok.kms.api.app import KmsApp
 from hyok.kms.bootstrap import open_store
 from hyok.kms.health import InstanceHealthMonitor
+from hyok.kms.http11 import KmsHttpProtocol
 from hyok.kms.proxies import ProxyNetwork, ProxyPool
 from hyok.kms.settings import KmsSettings, load_settings
 from hyok.kms.store import DatabaseNonceCache
@@ -132,8 +133,7 @@ def uvicorn_config(settings: KmsSettings, app: Any, **extra: Any) -> uvicorn.Con
         app,
         host=server.host,
         port=server.port,
-        http="h11",
-        h11_max_incomplete_event_size=MIN_H11_INCOMPLETE_EVENT_SIZE,
+        http=KmsHttpProtocol,
         # uvicorn's access log writes the request target, with every parameter value.
         access_log=False,
         # X-Forwarded-For must not change the source IP that handlers see.

@@ -14,20 +14,21 @@ the AccessKey status (``InvalidAccessKeyId.Inactive``), the version
 
 Request line length: every business parameter travels in the query string,
 so a request line can exceed 100 KB (a 32 KB policy, Base64 blobs). Serve
-this app with uvicorn's ``h11`` implementation and raise
-``h11_max_incomplete_event_size`` (``--h11-max-incomplete-event-size``,
-16 KiB by default) to at least :data:`MIN_H11_INCOMPLETE_EVENT_SIZE`, because
-h11 rejects a request whose incomplete head (request line and headers) grows
-past it. Do not use ``httptools``: its URL parser (``httptools.parse_url``,
-which uvicorn calls on every request) rejects a URL longer than 65,535 bytes
-(httptools 0.9), and uvicorn responds "Invalid HTTP request received." No
-uvicorn setting changes that.
+this app with :class:`hyok.kms.http11.KmsHttpProtocol` as uvicorn's ``http``
+setting. uvicorn's own ``httptools`` setting rejects a URL longer than 65,535
+bytes, because its URL parser (``httptools.parse_url``) keeps 16-bit
+offsets, and uvicorn responds "Invalid HTTP request received." uvicorn's
+``h11`` works too, at about three times the CPU, when
+``h11_max_incomplete_event_size`` (16 KiB by default) is raised to at least
+:data:`MIN_H11_INCOMPLETE_EVENT_SIZE`.
 
 Turn uvicorn's access log off (``access_log=False``, ``--no-access-log``),
 because it writes the request target, and with it every parameter value.
 
 Blocking work (the store lookups of AccessKeys and nonces, and the signature
 check that makes them) runs in a worker thread, so the event loop stays free.
+A request signed by a cached AccessKey, with nonces kept in memory, needs no
+I/O and is verified on the event loop.
 Each request writes one INFO line to the ``hyok.kms.api`` logger with the
 action, status, code, request ID, verified access key ID and latency. It
 never contains a parameter value, a secret or a signature.
@@ -38,8 +39,7 @@ Example::
     app = KmsApp(store, region="cn-hangzhou", nonce_cache=DatabaseNonceCache(store.database))
     uvicorn.run(
         app, host="127.0.0.1", port=8443, ssl_certfile=..., ssl_keyfile=...,
-        http="h11", h11_max_incomplete_event_size=MIN_H11_INCOMPLETE_EVENT_SIZE,
-        access_log=False,
+        http=KmsHttpProtocol, access_log=False,
     )
 """
 
@@ -62,6 +62,7 @@ from hyok.common.acs_signature import (
     AcsCredential,
     AcsRequest,
     AcsVerifier,
+    InMemoryNonceCache,
     NonceCache,
     SignatureError,
     SignatureErrorCode,
@@ -216,7 +217,17 @@ class _AccessKeyDirectory:
 
         Raises AccessKeyInactiveError for an Inactive AccessKey.
         """
-        access_key = self.get(access_key_id)
+        return self._credential_of(self.get(access_key_id))
+
+    def cached_credential(self, access_key_id: str) -> AcsCredential | None:
+        """Like :meth:`credential`, from the cache only: raise _NotCachedError on a miss."""
+        access_key = self.cached(access_key_id)
+        if access_key is None:
+            raise _NotCachedError
+        return self._credential_of(access_key)
+
+    @staticmethod
+    def _credential_of(access_key: AccessKey | None) -> AcsCredential | None:
         if access_key is None:
             return None
         if access_key.status is not AccessKeyStatus.ACTIVE:
@@ -225,6 +236,10 @@ class _AccessKeyDirectory:
                 "an active AccessKey"
             )
         return AcsCredential(access_key.access_key_id, access_key.secret)
+
+
+class _NotCachedError(Exception):
+    """The AccessKey is not in the cache, so verifying the request needs the store."""
 
 
 class _Outcome:
@@ -291,10 +306,20 @@ class KmsApp:
             **(handlers or {}),
         }
         self._directory = _AccessKeyDirectory(store, credential_cache_seconds)
-        verifier_options: dict[str, Any] = {"max_skew": max_skew, "nonce_cache": nonce_cache}
+        verifier_options: dict[str, Any] = {"max_skew": max_skew}
         if clock is not None:
             verifier_options["clock"] = clock
+        if nonce_cache is None:
+            nonce_cache = InMemoryNonceCache() if clock is None else InMemoryNonceCache(clock=clock)
+        verifier_options["nonce_cache"] = nonce_cache
         self._verifier = AcsVerifier(self._directory.credential, **verifier_options)
+        # With a cached AccessKey and nonces in memory, a request verifies without
+        # I/O, so it is verified on the event loop and skips a worker thread.
+        self._inline_verifier = (
+            None
+            if nonce_cache.blocking
+            else AcsVerifier(self._directory.cached_credential, **verifier_options)
+        )
         self._executor = executor
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
@@ -412,9 +437,7 @@ class KmsApp:
             )
 
         body = await self._read_body(scope, receive)
-        caller: VerifiedCaller = await self._run(
-            self._verifier.verify, AcsRequest.from_asgi(scope, body)
-        )
+        caller = await self._verify(AcsRequest.from_asgi(scope, body))
         outcome.access_key_id = caller.access_key_id
         # The signature check has just read the AccessKey, so it is usually cached, and
         # only a miss needs a worker thread.
@@ -452,6 +475,16 @@ class KmsApp:
             source_ip=str(client[0]) if client else "",
         )
         return await handler(context, Params(caller.parameters))
+
+    async def _verify(self, request: AcsRequest) -> VerifiedCaller:
+        if self._inline_verifier is not None:
+            try:
+                return self._inline_verifier.verify(request)
+            except _NotCachedError:
+                # Nothing is stored before the AccessKey is read, so the request
+                # verifies again from the start in a worker thread.
+                pass
+        return await self._run(self._verifier.verify, request)
 
     async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
