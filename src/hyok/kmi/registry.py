@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hyok.common.secrets import read_secret
 from hyok.kmi.base import KeyManager
-from hyok.xki.settings import BackendSettings, FileBackendSettings
+from hyok.xki.settings import BackendSettings, FileBackendSettings, Pkcs11BackendSettings
 
 __all__ = ["open_backend"]
 
@@ -20,4 +20,8 @@ def open_backend(name: str, settings: BackendSettings) -> KeyManager:
             what=f"passphrase of backend {name!r}",
         )
         return FileKeyManager(settings.path, passphrase, kdf_cost=settings.kdf_cost)
+    if isinstance(settings, Pkcs11BackendSettings):
+        from hyok.kmi.pkcs11 import Pkcs11KeyManager
+
+        return Pkcs11KeyManager.from_settings(settings, name)
     raise NotImplementedError(f"backend type {settings.type!r} of backend {name!r}")

@@ -21,6 +21,8 @@ __all__ = [
     "BackendSettings",
     "FileBackendSettings",
     "KeyStoreSettings",
+    "Pkcs11BackendSettings",
+    "Pkcs11TokenSettings",
     "ProxySettings",
     "SecretSource",
     "ServerSettings",
@@ -112,7 +114,50 @@ class FileBackendSettings(_Model):
     kdf_cost: int = Field(17, ge=10, le=20)
 
 
-BackendSettings = Annotated[FileBackendSettings, Field(discriminator="type")]
+class Pkcs11TokenSettings(_Model):
+    """One token of a PKCS#11 fleet, selected by its label or by its slot ID."""
+
+    label: str | None = Field(None, min_length=1, max_length=32)
+    slot: int | None = Field(None, ge=0)
+    # Overrides the backend's PIN for this token.
+    pin: SecretSource | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Pkcs11TokenSettings:
+        if (self.label is None) == (self.slot is None):
+            raise ValueError("set exactly one of 'label' (the token label) and 'slot' (a slot ID)")
+        return self
+
+
+class Pkcs11BackendSettings(_Model):
+    """A PKCS#11 backend: one module and one to ten tokens that hold the same keys."""
+
+    type: Literal["pkcs11"]
+    # The vendor's PKCS#11 library, such as /usr/lib/softhsm/libsofthsm2.so.
+    module: Path
+    # The user PIN of every token without a 'pin' of its own.
+    pin: SecretSource
+    tokens: list[Pkcs11TokenSettings] = Field(min_length=1, max_length=10)
+    # The key attribute that holds the External Key ID: CKA_LABEL or CKA_ID.
+    key_attribute: Literal["label", "id"] = "label"
+    # Sessions per token.
+    max_sessions: int = Field(8, ge=1, le=256)
+    # Time in which one operation is retried after session or device errors,
+    # below the proxy's request_deadline_ms.
+    retry_deadline_ms: int = Field(180, ge=1, le=60_000)
+    # Seconds during which requests avoid a token that failed.
+    member_retry_seconds: float = Field(5.0, ge=0.1, le=3600.0)
+    # Seconds a key's ENABLED/DISABLED state is reused before it is read from
+    # the token again; a change made by another process shows after this time.
+    state_cache_seconds: float = Field(1.0, ge=0.0, le=60.0)
+    # Call the module from several threads at once. Only for modules that are
+    # thread-safe even when initialised without locking (not SoftHSMv2).
+    parallel_calls: bool = False
+
+
+BackendSettings = Annotated[
+    FileBackendSettings | Pkcs11BackendSettings, Field(discriminator="type")
+]
 
 
 class KeyStoreSettings(_Model):
