@@ -42,7 +42,8 @@ The private modules, one concept each:
 - ``_errors``: the :class:`ProxyError` tree and :class:`ProxyErrorKind`.
 - ``_requests``: the four operations, the description of one call, and argument checks.
 - ``_responses``: reading and validating responses, and XKS error bodies.
-- ``_transport``: certificate pinning, attempt phases, and httpx failures.
+- ``_pool``: the keep-alive connection pool (asyncio protocols, httptools).
+- ``_transport``: certificate pinning, and the translation of pool failures.
 - ``_client``: :class:`XkiClient`, with the budget and the retries.
 - ``_text``: printable, length-limited text for messages and logs.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -10,9 +11,6 @@ import ssl
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
-
-import anyio
-import httpx
 
 from hyok.common.sigv4 import Credential, sign
 from hyok.common.tls import client_ssl_context
@@ -32,7 +30,13 @@ from hyok.kms.xki_client._models import (
     KeyMetadataResult,
     RequestMetadata,
 )
-from hyok.kms.xki_client._pool import ProxyTransport
+from hyok.kms.xki_client._pool import (
+    Attempt,
+    ConnectFailedError,
+    ConnectionLostError,
+    MalformedResponseError,
+    ProxyConnectionPool,
+)
 from hyok.kms.xki_client._requests import (
     _DECRYPT,
     _ENCRYPT,
@@ -47,15 +51,14 @@ from hyok.kms.xki_client._requests import (
 )
 from hyok.kms.xki_client._responses import (
     _MAX_RESPONSE_BYTES,
+    _check_body,
     _Fields,
     _integrity_value,
     _invalid,
-    _read_body,
     _rejection,
 )
 from hyok.kms.xki_client._text import _printable
 from hyok.kms.xki_client._transport import (
-    _PhaseTracker,
     _pinning_ssl_object_class,
     _timeout_error,
     _transport_error,
@@ -125,19 +128,14 @@ class XkiClient:
         dial_host, dial_port = binding.dial_address
         url_host = f"[{dial_host}]" if ":" in dial_host else dial_host
         self._base_url = f"https://{url_host}:{dial_port}{binding.uri_path}"
-        self._http = httpx.AsyncClient(
-            transport=ProxyTransport(
-                self._ssl_context(binding),
-                address=binding.dial_address,
-                server_hostname=binding.host,
-                max_connections=max_connections,
-                keepalive_expiry=_KEEPALIVE_EXPIRY,
-                max_body_bytes=_MAX_RESPONSE_BYTES,
-            ),
-            # Environment proxies and certificate files must not change where
-            # key material goes or whom the client trusts.
-            trust_env=False,
-            follow_redirects=False,
+        self._origin_length = len(self._base_url) - len(binding.uri_path)
+        self._pool = ProxyConnectionPool(
+            self._ssl_context(binding),
+            address=binding.dial_address,
+            server_hostname=binding.host,
+            max_connections=max_connections,
+            keepalive_expiry=_KEEPALIVE_EXPIRY,
+            max_body_bytes=_MAX_RESPONSE_BYTES,
         )
 
     @staticmethod
@@ -163,7 +161,7 @@ class XkiClient:
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        await self._http.aclose()
+        await self._pool.aclose()
 
     # Operations -------------------------------------------------------------
 
@@ -358,14 +356,15 @@ class XkiClient:
         call = _Call(operation, external_key_id, self.binding.endpoint, self.timeout)
         url = self._base_url + self._path(operation, external_key_id)
         payload = json.dumps(body, separators=(",", ":")).encode("ascii")
-        started = anyio.current_time()
+        clock = asyncio.get_running_loop().time
+        started = clock()
         deadline = started + self.timeout
         attempt = 0
         status = 0
         try:
             while True:
                 attempt += 1
-                attempt_started = anyio.current_time()
+                attempt_started = clock()
                 try:
                     status, response_body = await self._attempt(call, url, payload, deadline)
                     if status != 200:
@@ -377,18 +376,19 @@ class XkiClient:
                     if delay is None:
                         _log_failure(call, error, metadata)
                         raise
-                    _log_retry(call, error, metadata, attempt, deadline - anyio.current_time())
-                    await anyio.sleep(delay)
+                    _log_retry(call, error, metadata, attempt, deadline - clock())
+                    await asyncio.sleep(delay)
         finally:
-            logger.debug(
-                "XKS %s key=%s request_id=%s status=%s latency_ms=%.1f attempts=%d",
-                operation.name,
-                external_key_id or "-",
-                _printable(metadata.kms_request_id, 128),
-                status or "-",
-                (anyio.current_time() - started) * 1000,
-                attempt,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "XKS %s key=%s request_id=%s status=%s latency_ms=%.1f attempts=%d",
+                    operation.name,
+                    external_key_id or "-",
+                    _printable(metadata.kms_request_id, 128),
+                    status or "-",
+                    (clock() - started) * 1000,
+                    attempt,
+                )
 
     def _retry_delay(
         self,
@@ -406,7 +406,7 @@ class XkiClient:
                 return None
         elif error.kind not in (ProxyErrorKind.CONNECTION_FAILED, ProxyErrorKind.CONNECTION_LOST):
             return None
-        now = anyio.current_time()
+        now = asyncio.get_running_loop().time()
         delay: float = _BACKOFF_SECONDS * 2 ** (attempt - 1) * _JITTER.uniform(0.5, 1.0)
         needed = max(now - attempt_started, _MIN_RETRY_BUDGET)
         if deadline - now - delay < needed:
@@ -417,7 +417,7 @@ class XkiClient:
         self, call: _Call, url: str, payload: bytes, deadline: float
     ) -> tuple[int, bytes]:
         """Send one request and read the response, within the time left until ``deadline``."""
-        remaining = deadline - anyio.current_time()
+        remaining = deadline - asyncio.get_running_loop().time()
         headers = {"Host": self.binding.authority, "Content-Type": "application/json"}
         headers.update(
             sign(
@@ -431,34 +431,25 @@ class XkiClient:
                 now=self._clock(),
             )
         )
-        tracker = _PhaseTracker()
-        extensions: dict[str, Any] = {"trace": tracker}
-        request = self._http.build_request(
-            "POST",
-            url,
-            content=payload,
-            headers=headers,
-            timeout=httpx.Timeout(max(remaining, 0.001)),
-            extensions=extensions,
-        )
-
+        request = _request_bytes(url[self._origin_length :], headers, payload)
+        attempt = Attempt()
         try:
-            with anyio.fail_after(max(remaining, 0)):
-                response = await self._http.send(request, stream=True)
-                try:
-                    body = await _read_body(call, response)
-                finally:
-                    await response.aclose()
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise _timeout_error(call, tracker.phase) from exc
-        except httpx.DecodingError as exc:
-            raise _invalid(call, "the response body could not be decoded") from exc
-        except httpx.TransportError as exc:
-            error = _transport_error(call, exc, tracker.phase)
-            if error is None:
-                raise
-            raise error from exc
-        return response.status_code, body
+            async with asyncio.timeout(max(remaining, 0)):
+                status, response_headers, body = await self._pool.send(request, attempt)
+        except TimeoutError as exc:
+            raise _timeout_error(call, attempt.phase) from exc
+        except (ConnectFailedError, ConnectionLostError, MalformedResponseError) as exc:
+            raise _transport_error(call, exc, attempt.phase) from exc
+        _check_body(call, response_headers, body)
+        return status, body
+
+
+def _request_bytes(target: str, headers: Mapping[str, str], payload: bytes) -> bytes:
+    """Write an HTTP/1.1 POST: request line, the signed headers, Content-Length and body."""
+    lines = [f"POST {target} HTTP/1.1"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + payload
 
 
 def _log_retry(

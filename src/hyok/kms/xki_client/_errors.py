@@ -1,7 +1,7 @@
 """The errors of an XKI proxy call, and the KMS condition that each one means.
 
 Errors: every failure of a call raises one subclass of :class:`ProxyError`,
-translated from httpx (in ``_transport``) or from the response (in
+translated from connection failures (in ``_transport``) or from the response (in
 ``_responses``) and chained to its cause. Each carries a :class:`ProxyErrorKind`. The KMS API layer
 turns them into its own error codes. This table records which KMS condition
 each one means:

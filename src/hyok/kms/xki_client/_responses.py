@@ -8,8 +8,6 @@ import hashlib
 import json
 from typing import Any, Final, TypeVar
 
-import httpx
-
 from hyok.kms.xki_client._errors import (
     ProxyError,
     ProxyErrorKind,
@@ -119,12 +117,12 @@ def _integrity_value(
     return digest.digest()
 
 
-async def _read_body(call: _Call, response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > _MAX_RESPONSE_BYTES:
-            raise _invalid(call, f"the body exceeds {_MAX_RESPONSE_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _check_body(call: _Call, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """Refuse a body over the size limit, or one in an encoding the client did not ask for."""
+    if len(body) > _MAX_RESPONSE_BYTES:
+        raise _invalid(call, f"the body exceeds {_MAX_RESPONSE_BYTES} bytes")
+    for name, value in headers:
+        if name.lower() == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise _invalid(
+                call, "the body has a Content-Encoding, and the client accepts only identity"
+            )

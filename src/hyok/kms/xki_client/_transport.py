@@ -1,4 +1,4 @@
-"""Certificate pinning, the phase of an attempt, and the translation of httpx failures.
+"""Certificate pinning, and the translation of connection pool failures.
 
 Certificate pinning: when the binding has a server certificate fingerprint,
 the client's SSL context gets its own ``SSLObject`` class. That class compares
@@ -7,22 +7,17 @@ the handshake completes, after the normal chain and hostname verification
 and before any request byte is written. A mismatch fails the handshake, so
 every new connection is checked and nothing is sent to an unpinned server.
 
-A timeout or transport failure becomes the :class:`ProxyError` of the phase
-that the attempt had reached, as :class:`ProxyTransport` reports it through
-the trace events that httpcore also uses.
+A timeout or a failure of the connection pool becomes the
+:class:`ProxyError` of the phase that the attempt had reached.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 import socket
 import ssl
-from collections.abc import Mapping
-from typing import Any, Final, TypeVar
-
-import httpx
+from typing import TypeVar
 
 from hyok.kms.xki_client._errors import (
     ProxyError,
@@ -32,7 +27,12 @@ from hyok.kms.xki_client._errors import (
     ProxyTlsError,
     ProxyUnreachableError,
 )
-from hyok.kms.xki_client._pool import MalformedResponseError
+from hyok.kms.xki_client._pool import (
+    ConnectFailedError,
+    ConnectionLostError,
+    MalformedResponseError,
+    Phase,
+)
 from hyok.kms.xki_client._requests import _Call
 
 T = TypeVar("T")
@@ -67,40 +67,6 @@ def _pinning_ssl_object_class(expected: bytes) -> type[ssl.SSLObject]:
     return PinnedSSLObject
 
 
-@enum.unique
-class _Phase(enum.Enum):
-    """How far an attempt got, read from the transport's trace events."""
-
-    POOL = enum.auto()
-    CONNECT = enum.auto()
-    TLS = enum.auto()
-    REQUEST = enum.auto()
-
-
-# Trace event names (httpcore's, which ProxyTransport reuses), passed through httpx's "trace"
-# request extension. Each phase begins with one of these events, so a failure
-# belongs to the phase of the last one seen.
-_TRACE_PHASES: Final = {
-    "connection.connect_tcp.started": _Phase.CONNECT,
-    "connection.start_tls.started": _Phase.TLS,
-    "http11.send_request_headers.started": _Phase.REQUEST,
-}
-
-
-class _PhaseTracker:
-    """The httpx ``trace`` callback of one attempt: how far the attempt got."""
-
-    __slots__ = ("phase",)
-
-    def __init__(self) -> None:
-        self.phase = _Phase.POOL
-
-    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
-        phase = _TRACE_PHASES.get(event)
-        if phase is not None:
-            self.phase = phase
-
-
 def _causes(exc: BaseException) -> list[BaseException]:
     chain: list[BaseException] = []
     current: BaseException | None = exc
@@ -117,9 +83,9 @@ def _first(chain: list[BaseException], kind: type[T]) -> T | None:
     return None
 
 
-def _timeout_error(call: _Call, phase: _Phase) -> ProxyTimeoutError:
+def _timeout_error(call: _Call, phase: Phase) -> ProxyTimeoutError:
     budget_ms = round(call.budget * 1000)
-    if phase is _Phase.POOL:
+    if phase is Phase.POOL:
         return ProxyTimeoutError(
             ProxyErrorKind.POOL_TIMEOUT,
             f"{call.subject} timed out after {budget_ms} ms waiting for a free connection: "
@@ -127,7 +93,7 @@ def _timeout_error(call: _Call, phase: _Phase) -> ProxyTimeoutError:
             operation=call.operation.name,
             external_key_id=call.external_key_id,
         )
-    if phase in (_Phase.CONNECT, _Phase.TLS):
+    if phase in (Phase.CONNECT, Phase.TLS):
         return ProxyTimeoutError(
             ProxyErrorKind.CONNECT_TIMEOUT,
             f"{call.subject} timed out after {budget_ms} ms while connecting: check that the "
@@ -183,43 +149,19 @@ def _tls_error(call: _Call, chain: list[BaseException]) -> ProxyTlsError:
 
 
 def _transport_error(
-    call: _Call, exc: httpx.TransportError, phase: _Phase
-) -> ProxyError | None:
-    """Translate an httpx transport failure, or return None for one that is a bug here."""
-    chain = _causes(exc)
-    if isinstance(exc, httpx.ConnectError):
-        if phase is _Phase.TLS or _first(chain, ssl.SSLError) is not None:
-            return _tls_error(call, chain)
-        # NOTE: no test runs this branch, because the tests resolve no host names.
-        if _first(chain, socket.gaierror) is not None:
-            return ProxyUnreachableError(
-                ProxyErrorKind.NAME_RESOLUTION_FAILED,
-                f"{call.subject} failed: the proxy's host name could not be resolved; check "
-                "the endpoint and the KMS's DNS configuration",
-                operation=call.operation.name,
-                external_key_id=call.external_key_id,
-            )
-        return ProxyUnreachableError(
-            ProxyErrorKind.CONNECTION_FAILED,
-            f"{call.subject} failed: the TCP connection could not be established; check that "
-            "the proxy is running and that the network allows the KMS to reach it",
-            operation=call.operation.name,
-            external_key_id=call.external_key_id,
-        )
-    # RemoteProtocolError means both bytes that cannot be parsed (chained to
-    # MalformedResponseError) and a server that closed the connection before
-    # responding (not chained). Only the first is a malformed response.
-    if (
-        isinstance(exc, httpx.RemoteProtocolError)
-        and _first(chain, MalformedResponseError) is not None
-    ):
+    call: _Call,
+    exc: ConnectFailedError | ConnectionLostError | MalformedResponseError,
+    phase: Phase,
+) -> ProxyError:
+    """Translate a failure of the connection pool."""
+    if isinstance(exc, MalformedResponseError):
         return ProxyInvalidResponseError(
             ProxyErrorKind.INVALID_RESPONSE,
-            f"{call.subject} failed: the proxy sent a malformed HTTP/1.1 response",
+            f"{call.subject} failed: the proxy sent a malformed HTTP/1.1 response ({exc})",
             operation=call.operation.name,
             external_key_id=call.external_key_id,
         )
-    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
+    if isinstance(exc, ConnectionLostError):
         return ProxyUnreachableError(
             ProxyErrorKind.CONNECTION_LOST,
             f"{call.subject} failed: the connection to the proxy closed before the response "
@@ -227,4 +169,22 @@ def _transport_error(
             operation=call.operation.name,
             external_key_id=call.external_key_id,
         )
-    return None
+    chain = _causes(exc)
+    if phase is Phase.TLS or _first(chain, ssl.SSLError) is not None:
+        return _tls_error(call, chain)
+    # NOTE: no test runs this branch, because the tests resolve no host names.
+    if _first(chain, socket.gaierror) is not None:
+        return ProxyUnreachableError(
+            ProxyErrorKind.NAME_RESOLUTION_FAILED,
+            f"{call.subject} failed: the proxy's host name could not be resolved; check "
+            "the endpoint and the KMS's DNS configuration",
+            operation=call.operation.name,
+            external_key_id=call.external_key_id,
+        )
+    return ProxyUnreachableError(
+        ProxyErrorKind.CONNECTION_FAILED,
+        f"{call.subject} failed: the TCP connection could not be established; check that "
+        "the proxy is running and that the network allows the KMS to reach it",
+        operation=call.operation.name,
+        external_key_id=call.external_key_id,
+    )
