@@ -1,7 +1,8 @@
-"""hyok.kms.api.actions._cache.KeyCache: expiry, forgetting, and the size bound."""
+"""hyok.kms.api.actions._cache.KeyCache: expiry, forgetting, the size bound and shared reads."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -68,3 +69,101 @@ def test_forget_key_and_instance() -> None:
 def test_negative_ttl_refused() -> None:
     with pytest.raises(ValueError, match="ttl"):
         KeyCache(ttl=-1)
+
+
+class Reader:
+    """A loader that counts its reads and returns once ``release`` is set."""
+
+    def __init__(self, result: tuple[Key | None, Instance | None]) -> None:
+        self.result = result
+        self.reads = 0
+        self.release = asyncio.Event()
+        self.failure: Exception | None = None
+
+    async def __call__(self) -> tuple[Key | None, Instance | None]:
+        self.reads += 1
+        await self.release.wait()
+        if self.failure is not None:
+            raise self.failure
+        return self.result
+
+
+async def _waiters(cache: KeyCache, reader: Reader, count: int) -> list[asyncio.Task[object]]:
+    tasks: list[asyncio.Task[object]] = [
+        asyncio.create_task(cache.load("key-a", reader)) for _ in range(count)
+    ]
+    await asyncio.sleep(0)
+    return tasks
+
+
+def test_concurrent_misses_share_one_read() -> None:
+    async def scenario() -> None:
+        cache = KeyCache(ttl=60)
+        reader = Reader((key("key-a"), instance()))
+        tasks = await _waiters(cache, reader, 10)
+        reader.release.set()
+        results = await asyncio.gather(*tasks)
+        assert reader.reads == 1
+        assert all(result == reader.result for result in results)
+        # The read filled the cache, so the next load reads nothing.
+        assert await cache.load("key-a", reader) == reader.result
+        assert reader.reads == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_key_forgotten_during_the_read_is_not_cached() -> None:
+    async def scenario() -> None:
+        cache = KeyCache(ttl=60)
+        reader = Reader((key("key-a"), instance()))
+        tasks = await _waiters(cache, reader, 2)
+        cache.forget_key("key-a")
+        reader.release.set()
+        await asyncio.gather(*tasks)
+        assert cache.get("key-a") is None
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_read_reaches_every_waiter_and_caches_nothing() -> None:
+    async def scenario() -> None:
+        cache = KeyCache(ttl=60)
+        reader = Reader((key("key-a"), instance()))
+        reader.failure = RuntimeError("store down")
+        tasks = await _waiters(cache, reader, 3)
+        reader.release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(result, RuntimeError) for result in results)
+        assert cache.get("key-a") is None
+        # The next miss reads again.
+        reader.failure = None
+        assert await cache.load("key-a", reader) == reader.result
+        assert reader.reads == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_does_not_cancel_the_read() -> None:
+    async def scenario() -> None:
+        cache = KeyCache(ttl=60)
+        reader = Reader((key("key-a"), instance()))
+        first, second = await _waiters(cache, reader, 2)
+        first.cancel()
+        reader.release.set()
+        assert await second == reader.result
+        assert first.cancelled()
+        assert cache.get("key-a") == reader.result
+
+    asyncio.run(scenario())
+
+
+def test_a_missing_key_is_not_cached() -> None:
+    async def scenario() -> None:
+        cache = KeyCache(ttl=60)
+        reader = Reader((None, None))
+        reader.release.set()
+        assert await cache.load("key-a", reader) == (None, None)
+        assert await cache.load("key-a", reader) == (None, None)
+        assert reader.reads == 2
+
+    asyncio.run(scenario())

@@ -7,11 +7,16 @@ affected entries at once (:meth:`KeyCache.forget_key`,
 :meth:`KeyCache.forget_instance`). A change made by another KMS node (or
 directly in the database) takes effect here within ``ttl`` seconds: for
 that long, a key disabled elsewhere can still be used on this node.
+
+When an entry expires under load, the requests that miss it share one store
+read (:meth:`KeyCache.load`) instead of each making their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from hyok.kms.domain import Instance, Key
@@ -33,6 +38,7 @@ class KeyCache:
             raise ValueError(f"ttl must be 0 or more seconds, got {ttl}")
         self.ttl = ttl
         self._entries: dict[str, tuple[float, Key, Instance]] = {}
+        self._loading: dict[str, asyncio.Future[tuple[Key | None, Instance | None]]] = {}
 
     def __repr__(self) -> str:
         return f"KeyCache(ttl={self.ttl}, entries={len(self._entries)})"
@@ -45,6 +51,39 @@ class KeyCache:
             del self._entries[key_id]
             return None
         return entry[1], entry[2]
+
+    async def load(
+        self,
+        key_id: str,
+        loader: Callable[[], Awaitable[tuple[Key | None, Instance | None]]],
+    ) -> tuple[Key | None, Instance | None]:
+        """Return the cached pair of ``key_id``, or read it with ``loader`` and cache it.
+
+        Callers that miss while a read of the same key is in flight wait for
+        that read. A caller that is cancelled does not cancel the read.
+        """
+        cached = self.get(key_id)
+        if cached is not None:
+            return cached
+        pending = self._loading.get(key_id)
+        if pending is None:
+            pending = asyncio.ensure_future(loader())
+            self._loading[key_id] = pending
+            pending.add_done_callback(lambda done: self._loaded(key_id, done))
+        return await asyncio.shield(pending)
+
+    def _loaded(
+        self, key_id: str, done: asyncio.Future[tuple[Key | None, Instance | None]]
+    ) -> None:
+        if self._loading.get(key_id) is not done:
+            # Forgotten while in flight: what it read may predate the change.
+            return
+        del self._loading[key_id]
+        if done.cancelled() or done.exception() is not None:
+            return
+        key, instance = done.result()
+        if key is not None and instance is not None:
+            self.put(key, instance)
 
     def put(self, key: Key, instance: Instance) -> None:
         if self.ttl <= 0:
@@ -59,6 +98,8 @@ class KeyCache:
     def forget_key(self, key_id: str) -> None:
         """Drop a key, after a change to it."""
         self._entries.pop(key_id, None)
+        # A read that started before the change must not cache what it read.
+        self._loading.pop(key_id, None)
 
     def forget_instance(self, instance_id: str) -> None:
         """Drop every key of an instance, after a change to the instance."""
@@ -67,3 +108,5 @@ class KeyCache:
             for key_id, entry in self._entries.items()
             if entry[2].instance_id != instance_id
         }
+        # Reads in flight may carry the instance as it was before the change.
+        self._loading.clear()

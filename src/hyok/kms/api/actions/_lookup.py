@@ -144,15 +144,9 @@ async def find_key_by_reference(
 ) -> KeyContext:
     """Find a key by ID, alias or ARN in the caller's account and this region."""
     key_id = _key_id_of(services, ctx, reference, parameter)
-    key: Key | None
-    instance: Instance | None
-    cached = services.keys.get(key_id)
-    if cached is not None:
-        key, instance = cached
-    else:
-        key, instance = await services.run(_load, services.store, key_id)
-        if key is not None and instance is not None:
-            services.keys.put(key, instance)
+    key, instance = await services.keys.load(
+        key_id, lambda: services.run(_load, services.store, key_id)
+    )
     if (
         key is None
         or instance is None
