@@ -633,8 +633,10 @@ class Chain:
             "serve",
             "--config",
             str(config),
+            # The default level: the KMS writes its line per request, as the
+            # proxy writes its audit record.
             "--log-level",
-            "warning",
+            "info",
         ]
         self.kms = proxy_load.Server("KMS", command, port, directory / "kms.log", directory)
         self.servers.append(self.kms)

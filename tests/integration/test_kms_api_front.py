@@ -483,3 +483,19 @@ def test_unexpected_failure_hides_detail(server: Server, caplog: pytest.LogCaptu
     assert error.status_code == 500
     assert "internal detail" not in json.dumps(error.data)
     assert "internal detail" in caplog.text
+
+
+def test_no_access_log_line_even_with_a_handler(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The KMS protocol never logs request targets, even when uvicorn.access has a handler."""
+    access = logging.getLogger("uvicorn.access")
+    handler = logging.StreamHandler()
+    access.addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+            status, _ = raw_get(server.port, server.client_context, "/?Plaintext=c2VjcmV0")
+    finally:
+        access.removeHandler(handler)
+    assert status == 400
+    assert not [record for record in caplog.records if record.name == "uvicorn.access"]

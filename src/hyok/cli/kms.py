@@ -222,9 +222,6 @@ def serve(data_dir: Path | None, config: Path | None, log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # httpx logs every proxy call at INFO; the KMS writes its own line per request.
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     run(resolve_kms_config(data_dir, config))
 
 

@@ -796,7 +796,10 @@ def _canonical_headers(fields: Mapping[bytes, list[bytes]], names: list[str]) ->
                 "in SignedHeaders",
             )
         # The SDK trims each value, sorts repeated values and joins them with commas.
-        text = ",".join(sorted(value.decode("latin-1").strip() for value in values))
+        if len(values) == 1:
+            text = values[0].decode("latin-1").strip()
+        else:
+            text = ",".join(sorted(value.decode("latin-1").strip() for value in values))
         lines.append(f"{name}:{text}\n")
     return "".join(lines).encode("utf-8")
 

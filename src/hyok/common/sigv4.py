@@ -526,6 +526,11 @@ class _SigningKeyCache:
         return signing_key
 
 
+# Keys that sign() derived, so that a client signing many requests a day
+# derives each key once.
+_SIGNING_KEYS: Final = _SigningKeyCache(256)
+
+
 def _check_scope_part(name: str, value: str) -> None:
     if not value or "/" in value or value != value.strip() or not value.isascii():
         raise ValueError(
@@ -603,7 +608,7 @@ def sign(
     )
     date = amz_date[:8]
     scope = f"{date}/{region}/{service}/{_TERMINATOR}"
-    signing_key = _derive_signing_key(credential.secret, date, region, service)
+    signing_key = _SIGNING_KEYS.get(credential, date, region, service)
     signature = _signature(
         signing_key, amz_date.encode("ascii"), scope.encode("utf-8"), canonical_request
     )
