@@ -91,6 +91,14 @@ pytestmark = pytest.mark.integration
 REGION = "cn-hangzhou"
 ROOT_KEY = bytes.fromhex("8f" * 16 + "1d" * 16)
 OTHER_ROOT_KEY = bytes.fromhex("42" * 32)
+RAM_TABLES = {
+    "ram_users",
+    "ram_roles",
+    "ram_policies",
+    "ram_user_policies",
+    "ram_role_policies",
+    "sts_credentials",
+}
 EXPECTED_TABLES = {
     "accounts",
     "access_keys",
@@ -100,6 +108,7 @@ EXPECTED_TABLES = {
     "key_versions",
     "signature_nonces",
     "kms_schema_version",
+    *RAM_TABLES,
 }
 
 
@@ -300,7 +309,7 @@ def test_upgrade_from_empty_creates_tables(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == head_revision() == "0002"
+    assert current_revision(database) == head_revision() == "0003"
     check_current(database)
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
     assert tables == EXPECTED_TABLES
@@ -340,6 +349,7 @@ def test_migrated_schema_matches_tables_module(database: Database) -> None:
         if database.dialect == "postgresql":
             # PostgreSQL has a native boolean, so SQLAlchemy adds no CHECK for it.
             expected.discard("ck_keys_deletion_protection_boolean")
+            expected.discard("ck_sts_credentials_revoked_boolean")
         assert found == expected, table.name
         foreign_keys = {fk["name"] for fk in inspector.get_foreign_keys(table.name)}
         expected_foreign_keys = {
@@ -402,7 +412,7 @@ def test_upgrade_from_0001_keeps_instances_and_keys(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == "0002"
+    assert current_revision(database) == "0003"
     with store.session(read_only=True) as session:
         assert session.instances.get(instance.instance_id) == instance
         assert session.keys.get(key.key_id) == key
@@ -429,7 +439,7 @@ def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: 
 
     with pytest.raises(RuntimeError, match="1 instance"):
         downgrade(database, "0001")
-    assert current_revision(database) == "0002"
+    assert current_revision(database) == "0003"
 
     with store.session() as session:
         session.connection.execute(
@@ -439,13 +449,13 @@ def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: 
 
     assert current_revision(database) == "0001"
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
-    assert tables == EXPECTED_TABLES - {"key_tags"}
+    assert tables == EXPECTED_TABLES - {"key_tags"} - RAM_TABLES
     with store.session(read_only=True) as session:
         assert session.instances.get(tenant.instance.instance_id) == tenant.instance
         assert session.keys.get(key.key_id) == key
     assert foreign_key_problems(backend) == []
     upgrade(database)
-    assert current_revision(database) == "0002"
+    assert current_revision(database) == "0003"
 
 
 # --- Database settings --------------------------------------------------------------

@@ -20,12 +20,14 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each subcommand module can import this one.
-    from hyok.cli import kmi, kms, kms_calls, up, xki
+    from hyok.cli import kmi, kms, kms_calls, ram, up, xki
 
     cli.add_command(up.up)
     cli.add_command(kms.kms)
     cli.add_command(xki.xki)
     cli.add_command(kmi.kmi)
+    cli.add_command(ram.ram)
+    cli.add_command(ram.sts)
     kms_calls.register(kms.kms)
 
 

@@ -84,6 +84,8 @@ _ACCESS_KEY_SECRET: Final = re.compile(r"[!-~]{16,128}")
 # The rule of the XKS proxy API v1 for external key IDs.
 _EXTERNAL_KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _CREATOR: Final = re.compile(r"[!-~]{1,64}")
+# The RAM user name rule, as hyok.kms.domain.ram.USER_NAME states it.
+_USER_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # The rules that hyok.kms.xki_client.ProxyBinding applies when it connects.
 _URI_PATH: Final = re.compile(r"/(?:[A-Za-z0-9/_-]{0,116}/)?kms/xks/v1")
 _PROXY_ACCESS_KEY_ID: Final = re.compile(r"[A-Z2-7]{20,30}")
@@ -227,13 +229,18 @@ class Account:
 
 @dataclass(frozen=True, kw_only=True)
 class AccessKey:
-    """An AccessKey pair that signs an account's API requests. The repr leaves out the secret."""
+    """An AccessKey pair that signs API requests. The repr leaves out the secret.
+
+    ``user_name`` is the RAM user that owns the AccessKey, or None for an
+    AccessKey of the account itself (its root).
+    """
 
     access_key_id: str
     account_id: str
     secret: Secret = field(repr=False, hash=False)
     status: AccessKeyStatus = AccessKeyStatus.ACTIVE
     created_at: datetime
+    user_name: str | None = None
 
     def __post_init__(self) -> None:
         check_pattern(
@@ -251,6 +258,13 @@ class AccessKey:
         )
         set_field(self, "status", check_enum("status", self.status, AccessKeyStatus))
         set_field(self, "created_at", check_datetime("created_at", self.created_at))
+        if self.user_name is not None:
+            check_pattern(
+                "user_name",
+                self.user_name,
+                _USER_NAME,
+                "use 1 to 64 letters, digits, '.', '_' or '-'",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

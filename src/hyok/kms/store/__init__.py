@@ -6,6 +6,7 @@ The modules, one concept each:
 - ``tables``: the SQLAlchemy Core tables and their constraints.
 - ``secretbox``: :class:`SecretBox`, AES-256-GCM encryption of stored secrets.
 - ``repositories``: :class:`KmsStore` and a repository per record type.
+- ``ram_repositories``: the repositories of RAM users, roles, policies and STS credentials.
 - ``nonces``: :class:`DatabaseNonceCache`, the shared replay cache of signature nonces.
 - ``errors``: the :class:`StoreError` tree.
 - ``migrations``: the Alembic environment, the revisions and :func:`upgrade`.
@@ -36,6 +37,12 @@ from hyok.kms.store.errors import (
 )
 from hyok.kms.store.migrations import check_current, current_revision, head_revision, upgrade
 from hyok.kms.store.nonces import DatabaseNonceCache
+from hyok.kms.store.ram_repositories import (
+    RamPolicyRepository,
+    RamRoleRepository,
+    RamUserRepository,
+    StsCredentialRepository,
+)
 from hyok.kms.store.repositories import (
     AccessKeyRepository,
     AccountRepository,
@@ -59,6 +66,9 @@ __all__ = [
     "KeyRepository",
     "KmsStore",
     "MissingReferenceError",
+    "RamPolicyRepository",
+    "RamRoleRepository",
+    "RamUserRepository",
     "RootKeyMismatchError",
     "RowNotFoundError",
     "SchemaVersionError",
@@ -69,6 +79,7 @@ __all__ = [
     "StoreError",
     "StoreSession",
     "StoreUnavailableError",
+    "StsCredentialRepository",
     "check_current",
     "current_revision",
     "head_revision",

@@ -1,5 +1,7 @@
 """Repositories of the KMS records: accounts, AccessKeys, instances, keys and key versions.
 
+The RAM identities have theirs in :mod:`hyok.kms.store.ram_repositories`.
+
 :class:`KmsStore` opens sessions. A :class:`StoreSession` is one transaction
 and carries one repository per record type, so several changes commit or
 roll back together::
@@ -34,17 +36,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     RowMapping,
-    Select,
-    Table,
     delete,
     func,
     insert,
@@ -52,7 +51,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from hyok.common.errors import ValidationError
 from hyok.common.secrets import Secret
@@ -71,8 +69,15 @@ from hyok.kms.domain.models import (
     Page,
     PageRequest,
 )
+from hyok.kms.store._rows import check_expected, locked_row, select_page, writing
 from hyok.kms.store.db import Database
-from hyok.kms.store.errors import RowNotFoundError, StaleStateError, integrity_error
+from hyok.kms.store.errors import RowNotFoundError
+from hyok.kms.store.ram_repositories import (
+    RamPolicyRepository,
+    RamRoleRepository,
+    RamUserRepository,
+    StsCredentialRepository,
+)
 from hyok.kms.store.secretbox import SecretBox
 from hyok.kms.store.tables import (
     access_keys,
@@ -104,48 +109,6 @@ _RECHECKED_STATES: Final = frozenset(
 )
 
 
-@contextmanager
-def _writing(
-    connection: Connection, operation: str, references: Mapping[str, str] | None = None
-) -> Iterator[None]:
-    """Run writes in a savepoint, and translate a constraint failure into a store error."""
-    try:
-        with connection.begin_nested():
-            yield
-    except IntegrityError as exc:
-        raise integrity_error(exc, operation, references) from exc
-
-
-def _page(
-    connection: Connection,
-    query: Select[Any],
-    conditions: list[ColumnElement[bool]],
-    table: Table,
-    page: PageRequest,
-    convert: Callable[[RowMapping], _T],
-) -> Page[_T]:
-    total = connection.scalar(select(func.count()).select_from(table).where(*conditions))
-    rows = connection.execute(query.where(*conditions).limit(page.size).offset(page.offset))
-    items = tuple(convert(row) for row in rows.mappings())
-    return Page(items=items, number=page.number, size=page.size, total_count=total or 0)
-
-
-def _locked_row(connection: Connection, table: Table, column: str, value: str) -> RowMapping | None:
-    query = select(table).where(table.c[column] == value).with_for_update()
-    return connection.execute(query).mappings().one_or_none()
-
-
-def _check_expected(
-    kind: str, record_id: str, current: str, expected: Collection[str] | None
-) -> None:
-    if expected is not None and current not in expected:
-        listed = ", ".join(sorted(str(value) for value in expected))
-        raise StaleStateError(
-            f"{kind} {record_id!r} is {str(current)!r}, not one of {listed}, so nothing was "
-            "changed: read it again before deciding on a change"
-        )
-
-
 # --- Accounts ---------------------------------------------------------------------
 
 
@@ -161,7 +124,7 @@ class AccountRepository:
 
     def create(self, account: Account) -> None:
         """Insert an account. Raises DuplicateRowError when the account ID exists."""
-        with _writing(self._connection, f"creating account {account.account_id!r}"):
+        with writing(self._connection, f"creating account {account.account_id!r}"):
             self._connection.execute(
                 insert(accounts).values(
                     account_id=account.account_id, created_at=account.created_at
@@ -177,7 +140,7 @@ class AccountRepository:
     def list(self, page: PageRequest = _DEFAULT_PAGE) -> Page[Account]:
         """Return one page of all accounts, by creation time."""
         query = select(accounts).order_by(accounts.c.created_at, accounts.c.account_id)
-        return _page(self._connection, query, [], accounts, page, _account)
+        return select_page(self._connection, query, [], accounts, page, _account)
 
 
 # --- AccessKeys -------------------------------------------------------------------
@@ -203,13 +166,14 @@ class AccessKeyRepository:
             secret=secret,
             status=row["status"],
             created_at=row["created_at"],
+            user_name=row["user_name"],
         )
 
     def create(self, access_key: AccessKey) -> None:
         """Insert an AccessKey with its secret encrypted.
 
         Raises DuplicateRowError for a used AccessKey ID, and
-        MissingReferenceError for an unknown account.
+        MissingReferenceError for an unknown account or RAM user.
         """
         ciphertext = self._secretbox.encrypt_secret(
             access_key.secret,
@@ -217,10 +181,11 @@ class AccessKeyRepository:
             column=_ACCESS_KEY_CIPHERTEXT_COLUMN,
             row_id=access_key.access_key_id,
         )
-        with _writing(
-            self._connection,
-            f"creating AccessKey {access_key.access_key_id!r}",
-            {"account": access_key.account_id},
+        references = {"account": access_key.account_id}
+        if access_key.user_name is not None:
+            references["RAM user"] = access_key.user_name
+        with writing(
+            self._connection, f"creating AccessKey {access_key.access_key_id!r}", references
         ):
             self._connection.execute(
                 insert(access_keys).values(
@@ -229,6 +194,7 @@ class AccessKeyRepository:
                     status=str(access_key.status),
                     secret_ciphertext=ciphertext,
                     created_at=access_key.created_at,
+                    user_name=access_key.user_name,
                 )
             )
 
@@ -238,11 +204,29 @@ class AccessKeyRepository:
         row = self._connection.execute(query).mappings().one_or_none()
         return None if row is None else self._from_row(row)
 
+    def list_for_user(self, account_id: str, user_name: str) -> list[AccessKey]:
+        """Return the AccessKeys of a RAM user, by creation time."""
+        query = (
+            select(access_keys)
+            .where(access_keys.c.account_id == account_id, access_keys.c.user_name == user_name)
+            .order_by(access_keys.c.created_at, access_keys.c.access_key_id)
+        )
+        return [self._from_row(row) for row in self._connection.execute(query).mappings()]
+
+    def delete(self, access_key_id: str) -> None:
+        """Delete an AccessKey."""
+        with writing(self._connection, f"deleting AccessKey {access_key_id!r}"):
+            result = self._connection.execute(
+                delete(access_keys).where(access_keys.c.access_key_id == access_key_id)
+            )
+        if result.rowcount == 0:
+            raise RowNotFoundError(f"AccessKey {access_key_id!r} does not exist")
+
     def list(self, account_id: str, page: PageRequest = _DEFAULT_PAGE) -> Page[AccessKey]:
-        """Return one page of an account's AccessKeys, by creation time."""
+        """Return one page of an account's AccessKeys (root and RAM users), by creation time."""
         query = select(access_keys).order_by(access_keys.c.created_at, access_keys.c.access_key_id)
         conditions = [access_keys.c.account_id == account_id]
-        return _page(self._connection, query, conditions, access_keys, page, self._from_row)
+        return select_page(self._connection, query, conditions, access_keys, page, self._from_row)
 
     def update_status(
         self,
@@ -252,13 +236,13 @@ class AccessKeyRepository:
         expected: Collection[AccessKeyStatus] | None = None,
     ) -> AccessKey:
         """Set an AccessKey's status and return the changed AccessKey."""
-        row = _locked_row(self._connection, access_keys, "access_key_id", access_key_id)
+        row = locked_row(self._connection, access_keys, "access_key_id", access_key_id)
         if row is None:
             raise RowNotFoundError(f"AccessKey {access_key_id!r} does not exist")
         current = self._from_row(row)
-        _check_expected("AccessKey", access_key_id, current.status, expected)
+        check_expected("AccessKey", access_key_id, current.status, expected)
         changed = dataclasses.replace(current, status=status)
-        with _writing(self._connection, f"updating AccessKey {access_key_id!r}"):
+        with writing(self._connection, f"updating AccessKey {access_key_id!r}"):
             self._connection.execute(
                 update(access_keys)
                 .where(access_keys.c.access_key_id == access_key_id)
@@ -322,7 +306,7 @@ class InstanceRepository:
         MissingReferenceError for an unknown account.
         """
         ciphertext = self._encrypt(instance.instance_id, instance.proxy_secret)
-        with _writing(
+        with writing(
             self._connection,
             f"creating instance {instance.instance_id!r}",
             {"account": instance.account_id},
@@ -362,7 +346,7 @@ class InstanceRepository:
         conditions = [instances.c.account_id == account_id]
         if region is not None:
             conditions.append(instances.c.region == region)
-        return _page(self._connection, query, conditions, instances, page, self._from_row)
+        return select_page(self._connection, query, conditions, instances, page, self._from_row)
 
     def list_by_status(self, statuses: Collection[InstanceStatus]) -> tuple[Instance, ...]:
         """Return every instance of every account and region in one of ``statuses``.
@@ -403,7 +387,7 @@ class InstanceRepository:
         stored ones change nothing. The record's checks raise
         ValidationError for invalid settings.
         """
-        row = _locked_row(self._connection, instances, "instance_id", instance_id)
+        row = locked_row(self._connection, instances, "instance_id", instance_id)
         if row is None:
             raise RowNotFoundError(f"instance {instance_id!r} does not exist")
         current = self._from_row(row)
@@ -423,7 +407,7 @@ class InstanceRepository:
             changed = dataclasses.replace(
                 changed, status=InstanceStatus.CONNECTING, error_reason=None, error_detail=""
             )
-        with _writing(self._connection, f"updating the XKI proxy of instance {instance_id!r}"):
+        with writing(self._connection, f"updating the XKI proxy of instance {instance_id!r}"):
             self._connection.execute(
                 update(instances)
                 .where(instances.c.instance_id == instance_id)
@@ -457,11 +441,11 @@ class InstanceRepository:
         ``error_reason`` and ``error_detail`` replace the stored ones.
         ``checked_at``, when given, becomes the last health check time.
         """
-        row = _locked_row(self._connection, instances, "instance_id", instance_id)
+        row = locked_row(self._connection, instances, "instance_id", instance_id)
         if row is None:
             raise RowNotFoundError(f"instance {instance_id!r} does not exist")
         current = self._from_row(row)
-        _check_expected("instance", instance_id, current.status, expected)
+        check_expected("instance", instance_id, current.status, expected)
         changed = dataclasses.replace(
             current,
             status=status,
@@ -469,7 +453,7 @@ class InstanceRepository:
             error_detail=error_detail,
             last_health_check_at=checked_at or current.last_health_check_at,
         )
-        with _writing(self._connection, f"updating instance {instance_id!r}"):
+        with writing(self._connection, f"updating instance {instance_id!r}"):
             self._connection.execute(
                 update(instances)
                 .where(instances.c.instance_id == instance_id)
@@ -499,7 +483,7 @@ class InstanceRepository:
         health check of settings that have changed since, or one that would
         undo a concurrent DisconnectKmsInstance, is stale.
         """
-        row = _locked_row(self._connection, instances, "instance_id", checked.instance_id)
+        row = locked_row(self._connection, instances, "instance_id", checked.instance_id)
         if row is None:
             return None
         current = self._from_row(row)
@@ -590,7 +574,7 @@ class KeyRepository:
                 f"primary key version {key.primary_key_version_id!r} of key {key.key_id!r}"
             )
         references = {"account": key.account_id, "instance": key.instance_id}
-        with _writing(self._connection, f"creating key {key.key_id!r}", references):
+        with writing(self._connection, f"creating key {key.key_id!r}", references):
             self._connection.execute(
                 insert(keys).values(
                     key_id=key.key_id,
@@ -668,20 +652,20 @@ class KeyRepository:
                 if values:
                     conditions.append(keys.c[column].in_(sorted(str(value) for value in values)))
         query = select(keys).order_by(keys.c.created_at, keys.c.key_id)
-        return _page(self._connection, query, conditions, keys, page, _key)
+        return select_page(self._connection, query, conditions, keys, page, _key)
 
     def _change(self, key_id: str, expected: Collection[KeyState] | None, **changes: Any) -> Key:
-        row = _locked_row(self._connection, keys, "key_id", key_id)
+        row = locked_row(self._connection, keys, "key_id", key_id)
         if row is None:
             raise RowNotFoundError(f"key {key_id!r} does not exist")
         current = _key(row)
-        _check_expected("key", key_id, current.state, expected)
+        check_expected("key", key_id, current.state, expected)
         changed = dataclasses.replace(current, **changes)
         values = {
             name: str(value) if isinstance(value, KeyState) else value
             for name, value in changes.items()
         }
-        with _writing(self._connection, f"updating key {key_id!r}"):
+        with writing(self._connection, f"updating key {key_id!r}"):
             self._connection.execute(update(keys).where(keys.c.key_id == key_id).values(**values))
         return changed
 
@@ -724,7 +708,7 @@ class KeyRepository:
 
     def delete(self, key_id: str) -> None:
         """Delete a key with its versions and tags."""
-        with _writing(self._connection, f"deleting key {key_id!r}"):
+        with writing(self._connection, f"deleting key {key_id!r}"):
             result = self._connection.execute(delete(keys).where(keys.c.key_id == key_id))
         if result.rowcount == 0:
             raise RowNotFoundError(f"key {key_id!r} does not exist")
@@ -743,7 +727,7 @@ class KeyRepository:
             key_versions.c.created_at, key_versions.c.key_version_id
         )
         conditions = [key_versions.c.key_id == key_id]
-        return _page(self._connection, query, conditions, key_versions, page, _key_version)
+        return select_page(self._connection, query, conditions, key_versions, page, _key_version)
 
 
 # --- Sessions ---------------------------------------------------------------------
@@ -758,6 +742,10 @@ class StoreSession:
         self.access_keys = AccessKeyRepository(connection, secretbox)
         self.instances = InstanceRepository(connection, secretbox)
         self.keys = KeyRepository(connection)
+        self.ram_users = RamUserRepository(connection)
+        self.ram_roles = RamRoleRepository(connection)
+        self.ram_policies = RamPolicyRepository(connection)
+        self.sts_credentials = StsCredentialRepository(connection, secretbox)
 
 
 class KmsStore:

@@ -37,6 +37,7 @@ from sqlalchemy import (
     Dialect,
     ForeignKeyConstraint,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
@@ -62,6 +63,16 @@ from hyok.kms.domain.models import (
     KeyUsage,
     ProtectionLevel,
 )
+from hyok.kms.domain.policy_document import MAX_IDENTITY_POLICY_LENGTH
+from hyok.kms.domain.ram import (
+    MAX_COMMENTS_LENGTH,
+    MAX_DISPLAY_NAME_LENGTH,
+    MAX_POLICY_DESCRIPTION_LENGTH,
+    MAX_ROLE_DESCRIPTION_LENGTH,
+    MAX_ROLE_SESSION_DURATION,
+    MIN_ROLE_SESSION_DURATION,
+)
+from hyok.kms.domain.trust_policy import MAX_TRUST_POLICY_LENGTH
 
 __all__ = [
     "CONSTRAINT_RULES",
@@ -75,7 +86,13 @@ __all__ = [
     "key_versions",
     "keys",
     "metadata",
+    "ram_policies",
+    "ram_role_policies",
+    "ram_roles",
+    "ram_user_policies",
+    "ram_users",
     "signature_nonces",
+    "sts_credentials",
 ]
 
 LOWER_ALNUM: Final = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -224,8 +241,16 @@ access_keys = Table(
     Column("status", String(16), nullable=False),
     Column("secret_ciphertext", LargeBinary(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # The RAM user that owns the AccessKey, or NULL for an AccessKey of the account root.
+    Column("user_name", String(64), nullable=True),
     _primary_key("access_keys", ["access_key_id"], "an AccessKey with this AccessKey ID"),
     _foreign_key("fk_access_keys_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _foreign_key(
+        "fk_access_keys_user",
+        ["account_id", "user_name"],
+        ["ram_users.account_id", "ram_users.user_name"],
+        "RAM user",
+    ),
     _check(
         "ck_access_keys_access_key_id",
         f"{_length('access_key_id', 16, 128)} AND {_only('access_key_id', ALNUM)}",
@@ -237,6 +262,7 @@ access_keys = Table(
         "the AccessKey status must be one of " + ", ".join(_values(AccessKeyStatus)),
     ),
     Index("ix_access_keys_account_id", "account_id"),
+    Index("ix_access_keys_account_id_user_name", "account_id", "user_name"),
 )
 
 instances = Table(
@@ -523,4 +549,210 @@ key_tags = Table(
         "length(tag_value) <= 128",
         "a tag value must have at most 128 characters",
     ),
+)
+
+
+# --- RAM identities and STS credentials ------------------------------------------------
+
+_USER_NAME_RULE = "a RAM user name must have 1 to 64 letters, digits, '.', '_' or '-'"
+_ROLE_NAME_RULE = "a RAM role name must have 1 to 64 letters, digits, '.' or '-'"
+_POLICY_NAME_RULE = "a policy name must have 1 to 128 letters, digits or '-'"
+
+
+def _numeric_id(column: str) -> str:
+    return f"{_length(column, 15, 19)} AND {_only(column, DIGITS)}"
+
+
+def _user_name(column: str) -> str:
+    return f"{_length(column, 1, 64)} AND {_only(column, ALNUM + '._-')}"
+
+
+def _role_name(column: str) -> str:
+    return f"{_length(column, 1, 64)} AND {_only(column, ALNUM + '.-')}"
+
+
+def _policy_name(column: str) -> str:
+    return f"{_length(column, 1, 128)} AND {_only(column, ALNUM + '-')}"
+
+
+ram_users = Table(
+    "ram_users",
+    metadata,
+    Column("user_id", String(19), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("display_name", String(MAX_DISPLAY_NAME_LENGTH), nullable=False),
+    Column("comments", String(MAX_COMMENTS_LENGTH), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key("ram_users", ["user_id"], "a RAM user with this user ID"),
+    _unique_constraint(
+        "ram_users",
+        "uq_ram_users_account_id_user_name",
+        ["account_id", "user_name"],
+        "a RAM user with this name in this account",
+    ),
+    _foreign_key("fk_ram_users_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _check("ck_ram_users_user_id", _numeric_id("user_id"), "a user ID must have 15 to 19 digits"),
+    _check("ck_ram_users_user_name", _user_name("user_name"), _USER_NAME_RULE),
+    _check(
+        "ck_ram_users_display_name",
+        f"length(display_name) <= {MAX_DISPLAY_NAME_LENGTH}",
+        f"the display name must have at most {MAX_DISPLAY_NAME_LENGTH} characters",
+    ),
+    _check(
+        "ck_ram_users_comments",
+        f"length(comments) <= {MAX_COMMENTS_LENGTH}",
+        f"the comments must have at most {MAX_COMMENTS_LENGTH} characters",
+    ),
+)
+
+ram_roles = Table(
+    "ram_roles",
+    metadata,
+    Column("role_id", String(19), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("role_name", String(64), nullable=False),
+    Column("description", String(MAX_ROLE_DESCRIPTION_LENGTH), nullable=False),
+    Column("trust_policy", Text(), nullable=False),
+    Column("max_session_duration", Integer(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key("ram_roles", ["role_id"], "a RAM role with this role ID"),
+    _unique_constraint(
+        "ram_roles",
+        "uq_ram_roles_account_id_role_name",
+        ["account_id", "role_name"],
+        "a RAM role with this name in this account",
+    ),
+    _foreign_key("fk_ram_roles_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _check("ck_ram_roles_role_id", _numeric_id("role_id"), "a role ID must have 15 to 19 digits"),
+    _check("ck_ram_roles_role_name", _role_name("role_name"), _ROLE_NAME_RULE),
+    _check(
+        "ck_ram_roles_description",
+        f"length(description) <= {MAX_ROLE_DESCRIPTION_LENGTH}",
+        f"the description must have at most {MAX_ROLE_DESCRIPTION_LENGTH} characters",
+    ),
+    _check(
+        "ck_ram_roles_trust_policy",
+        f"length(trust_policy) BETWEEN 2 AND {MAX_TRUST_POLICY_LENGTH}",
+        f"the trust policy must be a JSON object of at most {MAX_TRUST_POLICY_LENGTH} characters",
+    ),
+    _check(
+        "ck_ram_roles_max_session_duration",
+        f"max_session_duration BETWEEN {MIN_ROLE_SESSION_DURATION} AND {MAX_ROLE_SESSION_DURATION}",
+        f"the maximum session duration must be {MIN_ROLE_SESSION_DURATION} to "
+        f"{MAX_ROLE_SESSION_DURATION} seconds",
+    ),
+)
+
+ram_policies = Table(
+    "ram_policies",
+    metadata,
+    Column("account_id", String(16), nullable=False),
+    Column("policy_name", String(128), nullable=False),
+    Column("description", String(MAX_POLICY_DESCRIPTION_LENGTH), nullable=False),
+    Column("document", Text(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key(
+        "ram_policies", ["account_id", "policy_name"], "a policy with this name in this account"
+    ),
+    _foreign_key("fk_ram_policies_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _check("ck_ram_policies_policy_name", _policy_name("policy_name"), _POLICY_NAME_RULE),
+    _check(
+        "ck_ram_policies_description",
+        f"length(description) <= {MAX_POLICY_DESCRIPTION_LENGTH}",
+        f"the description must have at most {MAX_POLICY_DESCRIPTION_LENGTH} characters",
+    ),
+    _check(
+        "ck_ram_policies_document",
+        f"length(document) BETWEEN 2 AND {MAX_IDENTITY_POLICY_LENGTH}",
+        f"the policy document must be a JSON object of at most {MAX_IDENTITY_POLICY_LENGTH} "
+        "characters",
+    ),
+)
+
+
+def _attachments(kind: str, name_column: str, name_check: str, rule: str) -> Table:
+    table = f"ram_{kind}_policies"
+    return Table(
+        table,
+        metadata,
+        Column("account_id", String(16), nullable=False),
+        Column(name_column, String(64), nullable=False),
+        Column("policy_name", String(128), nullable=False),
+        Column("attached_at", UtcDateTime(), nullable=False),
+        _primary_key(
+            table,
+            ["account_id", name_column, "policy_name"],
+            f"this policy attached to this RAM {kind}",
+        ),
+        _foreign_key(
+            f"fk_{table}_{kind}",
+            ["account_id", name_column],
+            [f"ram_{kind}s.account_id", f"ram_{kind}s.{name_column}"],
+            f"RAM {kind}",
+        ),
+        _foreign_key(
+            f"fk_{table}_policy",
+            ["account_id", "policy_name"],
+            ["ram_policies.account_id", "ram_policies.policy_name"],
+            "policy",
+        ),
+        _check(f"ck_{table}_{name_column}", name_check, rule),
+        Index(f"ix_{table}_account_id_policy_name", "account_id", "policy_name"),
+    )
+
+
+ram_user_policies = _attachments("user", "user_name", _user_name("user_name"), _USER_NAME_RULE)
+ram_role_policies = _attachments("role", "role_name", _role_name("role_name"), _ROLE_NAME_RULE)
+
+sts_credentials = Table(
+    "sts_credentials",
+    metadata,
+    Column("access_key_id", String(128), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("role_name", String(64), nullable=False),
+    Column("session_name", String(64), nullable=False),
+    Column("secret_ciphertext", LargeBinary(), nullable=False),
+    # The SHA-256 of the security token: the token itself is never stored.
+    Column("token_hash", LargeBinary(), nullable=False),
+    Column("source_arn", String(256), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column(
+        "revoked",
+        Boolean(create_constraint=True, name="ck_sts_credentials_revoked_boolean"),
+        nullable=False,
+    ),
+    Column("created_at", UtcDateTime(), nullable=False),
+    _primary_key("sts_credentials", ["access_key_id"], "STS credentials with this AccessKey ID"),
+    # Deleting a role ends its sessions.
+    _foreign_key(
+        "fk_sts_credentials_role",
+        ["account_id", "role_name"],
+        ["ram_roles.account_id", "ram_roles.role_name"],
+        "RAM role",
+        ondelete="CASCADE",
+    ),
+    _check(
+        "ck_sts_credentials_access_key_id",
+        "substr(access_key_id, 1, 4) = 'STS.' AND length(access_key_id) BETWEEN 20 AND 128 "
+        f"AND {_only('substr(access_key_id, 5)', ALNUM)}",
+        "an STS AccessKey ID must be 'STS.' followed by 16 to 124 letters and digits",
+    ),
+    _check(
+        "ck_sts_credentials_session_name",
+        f"{_length('session_name', 2, 64)} AND {_only('session_name', ALNUM + '.@_-')}",
+        "a role session name must have 2 to 64 letters, digits, '.', '@', '_' or '-'",
+    ),
+    _check(
+        "ck_sts_credentials_token_hash",
+        "length(token_hash) = 32",
+        "the token hash must be a 32-byte SHA-256",
+    ),
+    _check(
+        "ck_sts_credentials_source_arn",
+        _length("source_arn", 1, 256),
+        "the source ARN must have 1 to 256 characters",
+    ),
+    Index("ix_sts_credentials_account_id_role_name", "account_id", "role_name"),
+    Index("ix_sts_credentials_expires_at", "expires_at"),
 )
