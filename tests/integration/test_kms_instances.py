@@ -424,6 +424,7 @@ def kms(
             region=REGION,
             handlers=build_handlers(services),
             on_shutdown=[services.proxies.aclose],
+            on_identity_change=services.access.forget,
         )
         url = stack.enter_context(
             serve_tls(

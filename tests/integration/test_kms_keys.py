@@ -434,12 +434,15 @@ def test_decrypt_mismatches_are_opaque(
 
 
 def test_decrypt_is_bound_to_the_account(kms_stack: KmsStack, key_id: str) -> None:
+    """Another account may not decrypt: the default key policy names only the owner."""
     blob = encrypt(kms_stack, key_id, b"account bound").ciphertext_blob
     client = kms_stack.sdk(other_account=True)
     error = client_error(
         lambda: client.decrypt_with_options(models.DecryptRequest(ciphertext_blob=blob), runtime())
     )
-    assert error.code == "Forbidden.KeyNotFound"
+    assert error.code == "Forbidden.NoPermission"
+    assert error.status_code == 403
+    assert "key policy" in error.data["Message"]
 
 
 def test_dry_run(kms_stack: KmsStack, key_id: str) -> None:

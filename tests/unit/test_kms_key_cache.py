@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hyok.kms.api.actions._cache import KeyCache
+from hyok.kms.api.actions._cache import KeyCache, KeyContext
 from hyok.kms.domain import Instance, Key, KeyOrigin, ProtectionLevel
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
@@ -42,7 +42,7 @@ def key(key_id: str, instance_id: str = "kst-abc") -> Key:
 
 def test_found_until_expiry() -> None:
     cache = KeyCache(ttl=0.05)
-    cache.put(key("key-a"), instance())
+    cache.put(KeyContext(key("key-a"), instance()))
     assert cache.get("key-a") is not None
     time.sleep(0.06)
     assert cache.get("key-a") is None
@@ -50,15 +50,15 @@ def test_found_until_expiry() -> None:
 
 def test_zero_ttl_keeps_nothing() -> None:
     cache = KeyCache(ttl=0)
-    cache.put(key("key-a"), instance())
+    cache.put(KeyContext(key("key-a"), instance()))
     assert cache.get("key-a") is None
 
 
 def test_forget_key_and_instance() -> None:
     cache = KeyCache(ttl=60)
-    cache.put(key("key-a"), instance("kst-one"))
-    cache.put(key("key-b", "kst-one"), instance("kst-one"))
-    cache.put(key("key-c", "kst-two"), instance("kst-two"))
+    cache.put(KeyContext(key("key-a"), instance("kst-one")))
+    cache.put(KeyContext(key("key-b", "kst-one"), instance("kst-one")))
+    cache.put(KeyContext(key("key-c", "kst-two"), instance("kst-two")))
     cache.forget_key("key-a")
     assert cache.get("key-a") is None
     cache.forget_instance("kst-one")
@@ -74,13 +74,13 @@ def test_negative_ttl_refused() -> None:
 class Reader:
     """A loader that counts its reads and returns once ``release`` is set."""
 
-    def __init__(self, result: tuple[Key | None, Instance | None]) -> None:
+    def __init__(self, result: KeyContext | None) -> None:
         self.result = result
         self.reads = 0
         self.release = asyncio.Event()
         self.failure: Exception | None = None
 
-    async def __call__(self) -> tuple[Key | None, Instance | None]:
+    async def __call__(self) -> KeyContext | None:
         self.reads += 1
         await self.release.wait()
         if self.failure is not None:
@@ -99,7 +99,7 @@ async def _waiters(cache: KeyCache, reader: Reader, count: int) -> list[asyncio.
 def test_concurrent_misses_share_one_read() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
-        reader = Reader((key("key-a"), instance()))
+        reader = Reader(KeyContext(key("key-a"), instance()))
         tasks = await _waiters(cache, reader, 10)
         reader.release.set()
         results = await asyncio.gather(*tasks)
@@ -115,7 +115,7 @@ def test_concurrent_misses_share_one_read() -> None:
 def test_a_key_forgotten_during_the_read_is_not_cached() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
-        reader = Reader((key("key-a"), instance()))
+        reader = Reader(KeyContext(key("key-a"), instance()))
         tasks = await _waiters(cache, reader, 2)
         cache.forget_key("key-a")
         reader.release.set()
@@ -128,7 +128,7 @@ def test_a_key_forgotten_during_the_read_is_not_cached() -> None:
 def test_a_failed_read_reaches_every_waiter_and_caches_nothing() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
-        reader = Reader((key("key-a"), instance()))
+        reader = Reader(KeyContext(key("key-a"), instance()))
         reader.failure = RuntimeError("store down")
         tasks = await _waiters(cache, reader, 3)
         reader.release.set()
@@ -146,7 +146,7 @@ def test_a_failed_read_reaches_every_waiter_and_caches_nothing() -> None:
 def test_a_cancelled_waiter_does_not_cancel_the_read() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
-        reader = Reader((key("key-a"), instance()))
+        reader = Reader(KeyContext(key("key-a"), instance()))
         first, second = await _waiters(cache, reader, 2)
         first.cancel()
         reader.release.set()
@@ -160,10 +160,10 @@ def test_a_cancelled_waiter_does_not_cancel_the_read() -> None:
 def test_a_missing_key_is_not_cached() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
-        reader = Reader((None, None))
+        reader = Reader(None)
         reader.release.set()
-        assert await cache.load("key-a", reader) == (None, None)
-        assert await cache.load("key-a", reader) == (None, None)
+        assert await cache.load("key-a", reader) is None
+        assert await cache.load("key-a", reader) is None
         assert reader.reads == 2
 
     asyncio.run(scenario())

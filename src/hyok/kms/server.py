@@ -110,6 +110,7 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
         executor=executor,
         on_startup=[monitor.start],
         on_shutdown=[monitor.stop, pool.aclose, close_store],
+        on_identity_change=services.access.forget,
     )
 
 

@@ -61,7 +61,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -81,7 +81,6 @@ from hyok.common.errors import MethodNotAllowedError, PayloadTooLargeError, Requ
 from hyok.kms import API_VERSION
 from hyok.kms.api import responses
 from hyok.kms.api.errors import (
-    ForbiddenNoPermissionError,
     InternalFailureError,
     InvalidActionNotFoundError,
     InvalidParameterError,
@@ -130,9 +129,6 @@ Send = Callable[[Message], Awaitable[None]]
 _T = TypeVar("_T")
 
 
-# KMS actions that reveal nothing of an account's keys, open to every signer.
-_OPEN_KMS_ACTIONS: Final = frozenset({"DescribeRegions", "DescribeAccountKmsStatus"})
-
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
@@ -145,6 +141,8 @@ class CallContext:
     string when the server does not report it. ``principal`` is the identity
     that signed: the account root, a RAM user, or a RAM role for STS
     credentials, whose session name is ``session_name`` (None otherwise).
+    ``action`` is the API action, ``secure_transport`` whether the request came over TLS, and
+    ``authorized`` collects the ``kms:`` permissions checked so far.
     """
 
     request_id: str
@@ -154,6 +152,9 @@ class CallContext:
     source_ip: str
     principal: RamIdentity
     session_name: str | None = None
+    action: str = ""
+    secure_transport: bool = True
+    authorized: list[str] = field(default_factory=list)
 
     @property
     def principal_arn(self) -> str:
@@ -375,7 +376,8 @@ class KmsApp:
     lifespan runs in order when the server starts and stops. When a startup
     hook raises, the app reports ``lifespan.startup.failed`` and the server
     does not serve. A shutdown hook that raises is logged, and the later
-    hooks still run.
+    hooks still run. ``on_identity_change`` runs after every successful RAM
+    action, so that caches of identity policies drop what may have changed.
     """
 
     def __init__(
@@ -395,6 +397,7 @@ class KmsApp:
         executor: Executor | None = None,
         on_startup: Sequence[LifespanHook] = (),
         on_shutdown: Sequence[LifespanHook] = (),
+        on_identity_change: Callable[[], None] | None = None,
     ) -> None:
         if max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must be 0 or more, got {max_body_bytes}")
@@ -435,6 +438,7 @@ class KmsApp:
         self._executor = executor
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
+        self._on_identity_change = on_identity_change
 
     def __repr__(self) -> str:
         return f"KmsApp(region={self.region!r}, actions={len(self.handlers)})"
@@ -580,17 +584,6 @@ class KmsApp:
                 "action name, which is case-sensitive"
             )
         outcome.action = caller.action
-        if (
-            caller.version == API_VERSION
-            and signer.principal.kind is not CallerKind.ROOT
-            and caller.action not in _OPEN_KMS_ACTIONS
-        ):
-            # TODO: evaluate identity and key policies; until then only roots call KMS actions.
-            raise ForbiddenNoPermissionError(
-                f"{caller.action} is refused for {signer.principal.arn}: this KMS does not "
-                "evaluate RAM and key policies yet, so only the account root AccessKey may call "
-                "KMS actions. Sign with the root AccessKey."
-            )
 
         client = scope.get("client")
         context = CallContext(
@@ -601,8 +594,14 @@ class KmsApp:
             source_ip=str(client[0]) if client else "",
             principal=signer.principal,
             session_name=signer.session_name,
+            action=caller.action,
+            secure_transport=scope.get("scheme") == "https",
         )
-        return await handler(context, Params(caller.parameters))
+        result = await handler(context, Params(caller.parameters))
+        if caller.version == RAM_API_VERSION and self._on_identity_change is not None:
+            # Any RAM change may change what a caller is allowed; drop what was cached.
+            self._on_identity_change()
+        return result
 
     async def _verify(self, request: AcsRequest) -> VerifiedCaller:
         if self._inline_verifier is not None:

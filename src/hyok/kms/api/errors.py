@@ -166,6 +166,13 @@ class ForbiddenNoPermissionError(KmsError):
         self.access_denied_detail = dict(access_denied_detail) if access_denied_detail else None
 
 
+class ForbiddenResourceNotFoundError(KmsError):
+    """A named sub-resource, such as a key policy name other than ``default``, that is not found."""
+
+    code = "Forbidden.ResourceNotFound"
+    http_status = 404
+
+
 class ForbiddenInstanceNotFoundError(KmsError):
     code = "Forbidden.DKMSInstanceNotFound"
     http_status = 403

@@ -17,18 +17,31 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 from hyok.kms.domain import Instance, Key
 
-__all__ = ["DEFAULT_KEY_CACHE_SECONDS", "KeyCache"]
+__all__ = ["DEFAULT_KEY_CACHE_SECONDS", "KeyCache", "KeyContext"]
 
 DEFAULT_KEY_CACHE_SECONDS: Final = 1.0
 _MAX_ENTRIES: Final = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class KeyContext:
+    """A key that a request names, with its instance and its tags (tag key to value)."""
+
+    key: Key
+    instance: Instance
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+_Loader = Callable[[], Awaitable[KeyContext | None]]
+
+
 class KeyCache:
-    """Keys with their instances, by key ID, each kept for ``ttl`` seconds (0 turns it off).
+    """Keys with their instances and tags, by key ID, each kept ``ttl`` seconds (0: off).
 
     Used from the event loop only, so it needs no lock.
     """
@@ -37,27 +50,23 @@ class KeyCache:
         if ttl < 0:
             raise ValueError(f"ttl must be 0 or more seconds, got {ttl}")
         self.ttl = ttl
-        self._entries: dict[str, tuple[float, Key, Instance]] = {}
-        self._loading: dict[str, asyncio.Future[tuple[Key | None, Instance | None]]] = {}
+        self._entries: dict[str, tuple[float, KeyContext]] = {}
+        self._loading: dict[str, asyncio.Future[KeyContext | None]] = {}
 
     def __repr__(self) -> str:
         return f"KeyCache(ttl={self.ttl}, entries={len(self._entries)})"
 
-    def get(self, key_id: str) -> tuple[Key, Instance] | None:
+    def get(self, key_id: str) -> KeyContext | None:
         entry = self._entries.get(key_id)
         if entry is None:
             return None
         if entry[0] <= time.monotonic():
             del self._entries[key_id]
             return None
-        return entry[1], entry[2]
+        return entry[1]
 
-    async def load(
-        self,
-        key_id: str,
-        loader: Callable[[], Awaitable[tuple[Key | None, Instance | None]]],
-    ) -> tuple[Key | None, Instance | None]:
-        """Return the cached pair of ``key_id``, or read it with ``loader`` and cache it.
+    async def load(self, key_id: str, loader: _Loader) -> KeyContext | None:
+        """Return the cached entry of ``key_id``, or read it with ``loader`` and cache it.
 
         Callers that miss while a read of the same key is in flight wait for
         that read. A caller that is cancelled does not cancel the read.
@@ -72,20 +81,18 @@ class KeyCache:
             pending.add_done_callback(lambda done: self._loaded(key_id, done))
         return await asyncio.shield(pending)
 
-    def _loaded(
-        self, key_id: str, done: asyncio.Future[tuple[Key | None, Instance | None]]
-    ) -> None:
+    def _loaded(self, key_id: str, done: asyncio.Future[KeyContext | None]) -> None:
         if self._loading.get(key_id) is not done:
             # Forgotten while in flight: what it read may predate the change.
             return
         del self._loading[key_id]
         if done.cancelled() or done.exception() is not None:
             return
-        key, instance = done.result()
-        if key is not None and instance is not None:
-            self.put(key, instance)
+        found = done.result()
+        if found is not None:
+            self.put(found)
 
-    def put(self, key: Key, instance: Instance) -> None:
+    def put(self, found: KeyContext) -> None:
         if self.ttl <= 0:
             return
         if len(self._entries) >= _MAX_ENTRIES:
@@ -93,7 +100,7 @@ class KeyCache:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()
-        self._entries[key.key_id] = (time.monotonic() + self.ttl, key, instance)
+        self._entries[found.key.key_id] = (time.monotonic() + self.ttl, found)
 
     def forget_key(self, key_id: str) -> None:
         """Drop a key, after a change to it."""
@@ -106,7 +113,7 @@ class KeyCache:
         self._entries = {
             key_id: entry
             for key_id, entry in self._entries.items()
-            if entry[2].instance_id != instance_id
+            if entry[1].instance.instance_id != instance_id
         }
         # Reads in flight may carry the instance as it was before the change.
         self._loading.clear()

@@ -1,9 +1,10 @@
 """Finding the key a request names, checking the conditions of cryptography, calling the proxy.
 
-A ``KeyId`` parameter is a key ID, ``alias/<name>`` or a key ARN. The key
-must belong to the caller's account and this KMS's region: a root AccessKey
-acts only in its own account, and external keys are never used across
-regions.
+A ``KeyId`` parameter is a key ID, ``alias/<name>`` or a key ARN, in this
+KMS's region: external keys are never used across regions. A key of another
+account is reachable only by its ARN (or through a ciphertext made under it),
+and only when its key policy names the caller. Finding a key also checks the
+caller's permission on it (:mod:`hyok.kms.api.actions._access`).
 
 The three conditions of a cryptographic operation are checked in order.
 First, the KMS key is Enabled (else ``Rejected.Disabled`` or
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from hyok.common.errors import ValidationError
+from hyok.kms.api.actions._access import authorize_key
+from hyok.kms.api.actions._cache import KeyContext
+from hyok.kms.api.actions._parameters import instance_id_parameter
 from hyok.kms.api.actions._services import Services
 from hyok.kms.api.app import CallContext
 from hyok.kms.api.errors import (
@@ -37,6 +41,7 @@ from hyok.kms.api.errors import (
 )
 from hyok.kms.api.params import Params
 from hyok.kms.domain import Instance, InstanceStatus, Key, KeyState, parse_key_arn
+from hyok.kms.domain.policy_eval import PolicyType
 from hyok.kms.proxies import InstanceNotConfiguredError
 from hyok.kms.store import KmsStore
 from hyok.kms.xki_client import ProxyError, RequestMetadata, XkiClient
@@ -55,46 +60,39 @@ __all__ = [
 
 MAX_KEY_REFERENCE_LENGTH: Final = 256
 _KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_INSTANCE_ID: Final = re.compile(r"kst-[a-z0-9]{1,60}")
-_MAX_INSTANCE_ID_LENGTH: Final = 64
 _ALIAS_PREFIX: Final = "alias/"
 
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class KeyContext:
-    """A key that a request names, with its instance."""
-
-    key: Key
-    instance: Instance
-
-
-def instance_id_parameter(params: Params, name: str) -> str:
-    """Return the required instance ID parameter ``name``, checked against the ``kst-`` form."""
-    instance_id = params.required_str(name, max_length=_MAX_INSTANCE_ID_LENGTH)
-    if not _INSTANCE_ID.fullmatch(instance_id):
-        raise InvalidParameterError(
-            f"The parameter {name} value {shown_value(instance_id)} is not an instance ID. "
-            "Pass an ID such as kst-... from ListKmsInstances.",
-            parameter=name,
-        )
-    return instance_id
-
-
 def principal_arn(ctx: CallContext) -> str:
-    """Return the ARN of the caller: the account's root, until RAM identities exist."""
-    return f"acs:ram::{ctx.account_id}:root"
+    """Return the ARN of the caller, as the proxy's request metadata carries it."""
+    return ctx.principal_arn
 
 
-def _load(store: KmsStore, key_id: str) -> tuple[Key | None, Instance | None]:
+def _load(store: KmsStore, key_id: str) -> KeyContext | None:
     with store.session(read_only=True) as session:
         key = session.keys.get(key_id)
-        instance = session.instances.get(key.instance_id) if key is not None else None
-    return key, instance
+        if key is None:
+            return None
+        instance = session.instances.get(key.instance_id)
+        if instance is None:
+            return None
+        tags = dict(session.keys.list_tags(key_id))
+    return KeyContext(key, instance, tags)
 
 
-def _key_id_of(services: Services, ctx: CallContext, reference: str, parameter: str) -> str:
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    """What a KeyId parameter names: a key ID, and the account that its ARN gave."""
+
+    key_id: str
+    arn_account: str | None
+
+
+def _reference_of(
+    services: Services, ctx: CallContext, reference: str, parameter: str
+) -> _Reference:
     if reference.startswith(_ALIAS_PREFIX):
         # NOTE: aliases are not stored yet, so every alias is unknown.
         raise ForbiddenAliasNotFoundError(
@@ -115,12 +113,7 @@ def _key_id_of(services: Services, ctx: CallContext, reference: str, parameter: 
                 f"KMS serves region {services.region}. Cross-region use is not supported "
                 "for external keys: call the KMS of that region."
             )
-        if arn.account_id != ctx.account_id:
-            raise ForbiddenNoPermissionError(
-                f"The key ARN {shown_value(reference)} belongs to account {arn.account_id}, "
-                f"and the caller is account {ctx.account_id}. Use a key of your own account."
-            )
-        return arn.key_id
+        return _Reference(arn.key_id, arn.account_id)
     if not _KEY_ID.fullmatch(reference):
         raise InvalidParameterError(
             f"The parameter {parameter} value {shown_value(reference)} is not a key ID, "
@@ -128,36 +121,70 @@ def _key_id_of(services: Services, ctx: CallContext, reference: str, parameter: 
             "acs:kms:<region>:<account>:key/<key ID>.",
             parameter=parameter,
         )
-    return reference
+    return _Reference(reference, None)
 
 
 async def find_key(
     services: Services, ctx: CallContext, params: Params, parameter: str = "KeyId"
 ) -> KeyContext:
-    """Find the key that the parameter ``parameter`` names, in the caller's account."""
+    """Find the key that the parameter ``parameter`` names, and authorise the request on it."""
     reference = params.required_str(parameter, max_length=MAX_KEY_REFERENCE_LENGTH)
     return await find_key_by_reference(services, ctx, reference, parameter)
 
 
 async def find_key_by_reference(
-    services: Services, ctx: CallContext, reference: str, parameter: str = "KeyId"
+    services: Services,
+    ctx: CallContext,
+    reference: str,
+    parameter: str = "KeyId",
+    *,
+    permission: str | None = None,
+    from_ciphertext: bool = False,
 ) -> KeyContext:
-    """Find a key by ID, alias or ARN in the caller's account and this region."""
-    key_id = _key_id_of(services, ctx, reference, parameter)
-    key, instance = await services.keys.load(
-        key_id, lambda: services.run(_load, services.store, key_id)
+    """Find a key by ID, alias or ARN in this region, and authorise ``permission`` on it.
+
+    ``permission`` is the ``kms:`` action to check, by default the one of the
+    request's action. A key of the caller's account may be named any way. A
+    key of another account must be named by its ARN, or come from a
+    ciphertext (``from_ciphertext``), which binds the key's ARN; when such a
+    key is missing or the policies deny the caller, the error is the same
+    ``Forbidden.NoPermission``, so that other accounts learn nothing of it.
+    """
+    named = _reference_of(services, ctx, reference, parameter)
+    key_id = named.key_id
+    found = await services.keys.load(key_id, lambda: services.run(_load, services.store, key_id))
+    foreign = (named.arn_account or ctx.account_id) != ctx.account_id or (
+        from_ciphertext and found is not None and found.key.account_id != ctx.account_id
     )
-    if (
-        key is None
-        or instance is None
-        or key.account_id != ctx.account_id
-        or key.region != services.region
+    if foreign:
+        owner = named.arn_account or (found.key.account_id if found else ctx.account_id)
+        unavailable = ForbiddenNoPermissionError(
+            f"The key {shown_value(reference)} of account {owner} is not available to "
+            f"{ctx.principal.arn}: it does not exist, or its key policy does not allow the "
+            "caller. Ask the key's owner to grant access in the key policy."
+        )
+        if found is None or found.key.account_id != owner or found.key.region != services.region:
+            raise unavailable
+        try:
+            await authorize_key(services, ctx, found, addressed_by_arn=True, action=permission)
+        except ForbiddenNoPermissionError as exc:
+            # Only a caller that the key policy allows may learn more about the key.
+            detail = exc.access_denied_detail or {}
+            if detail.get("PolicyType") == PolicyType.KEY.value:
+                raise unavailable from None
+            raise
+        return found
+    if found is None or found.key.account_id != ctx.account_id or (
+        found.key.region != services.region
     ):
         raise ForbiddenKeyNotFoundError(
             f"The key {shown_value(key_id)} is not found in account {ctx.account_id} in "
             f"region {services.region}. Check the key ID, or call ListKeys."
         )
-    return KeyContext(key, instance)
+    await authorize_key(
+        services, ctx, found, addressed_by_arn=named.arn_account is not None, action=permission
+    )
+    return found
 
 
 def require_crypto_ready(found: KeyContext) -> None:

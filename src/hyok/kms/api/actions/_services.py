@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hyok.kms.api.actions._access import guard
 from hyok.kms.api.actions._cache import KeyCache
+from hyok.kms.api.actions._identity_policies import IdentityPolicyCache
 from hyok.kms.api.params import Params
 from hyok.kms.proxies import ProxyPool
 from hyok.kms.store import KmsStore
@@ -35,7 +37,8 @@ class Services:
     store work (None: the loop's default executor). ``clock`` returns the
     current time, timezone-aware. ``keys`` caches keys and instances for the
     cryptographic path; an action that changes a key or an instance must
-    call its ``forget_key`` or ``forget_instance``.
+    call its ``forget_key`` or ``forget_instance``. ``access`` caches the
+    identity policies of RAM users and roles for the access checks.
     """
 
     store: KmsStore
@@ -44,6 +47,7 @@ class Services:
     executor: Executor | None = None
     clock: Callable[[], datetime] = field(default=_utc_now)
     keys: KeyCache = field(default_factory=KeyCache)
+    access: IdentityPolicyCache = field(default_factory=IdentityPolicyCache)
 
     async def run(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run a blocking function, such as a store transaction, in the executor."""
@@ -56,5 +60,5 @@ Action = Callable[["Services", "CallContext", Params], Awaitable[dict[str, Any]]
 
 
 def bind_actions(services: Services, actions: Mapping[str, Action]) -> dict[str, Handler]:
-    """Bind each action to ``services``, giving the handlers that KmsApp dispatches to."""
-    return {name: partial(action, services) for name, action in actions.items()}
+    """Bind each action, with its access checks, to ``services``, giving KmsApp's handlers."""
+    return {name: partial(guard(name, action), services) for name, action in actions.items()}

@@ -138,7 +138,14 @@ async def _decrypt(
     operation: str,
 ) -> tuple[KeyContext, bytes]:
     """Decrypt ``blob`` through its key's proxy, after the checks and the DryRun check."""
-    found = await find_key_by_reference(services, ctx, blob.key_id, "CiphertextBlob")
+    found = await find_key_by_reference(
+        services,
+        ctx,
+        blob.key_id,
+        "CiphertextBlob",
+        permission="kms:ReEncryptFrom" if operation == "ReEncrypt" else None,
+        from_ciphertext=True,
+    )
     key = found.key
     if blob.key_version_id != key.primary_key_version_id:
         raise InvalidCiphertextBlobError(
@@ -290,7 +297,7 @@ async def re_encrypt(services: Services, ctx: CallContext, params: Params) -> di
         "DestinationKeyId", max_length=MAX_KEY_REFERENCE_LENGTH
     )
     destination = await find_key_by_reference(
-        services, ctx, destination_reference, "DestinationKeyId"
+        services, ctx, destination_reference, "DestinationKeyId", permission="kms:ReEncryptTo"
     )
     require_crypto_ready(destination)
     _source, plaintext = await _decrypt(services, ctx, params, blob, source_context, "ReEncrypt")

@@ -9,7 +9,6 @@ key that is not AES-256, lacks ENCRYPT or DECRYPT, or is not ENABLED.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import datetime
@@ -29,6 +28,7 @@ from hyok.kms.api.app import CallContext, Handler
 from hyok.kms.api.errors import (
     ForbiddenInstanceNotFoundError,
     ForbiddenKeyVersionNotFoundError,
+    ForbiddenResourceNotFoundError,
     InvalidParameterError,
     MissingParameterError,
     RejectedStateModifiedFailedError,
@@ -56,10 +56,13 @@ from hyok.kms.domain import (
     new_key_id,
     new_key_version_id,
 )
+from hyok.kms.domain.key_policy import build_default_policy
+from hyok.kms.domain.policy_document import parse_policy
+from hyok.kms.domain.policy_errors import PolicyDocumentError, PolicyKind
 from hyok.kms.store import KmsStore, StaleStateError
 from hyok.kms.xki_client import ExternalKeyStatus, ProxyError, ProxyRejectedError
 
-__all__ = ["default_policy", "describe_key_metadata", "format_date", "key_handlers"]
+__all__ = ["describe_key_metadata", "format_date", "key_handlers"]
 
 logger = logging.getLogger("hyok.kms.api")
 
@@ -84,25 +87,6 @@ _MAX_FILTER_VALUES: Final = 10
 def format_date(value: datetime) -> str:
     """Format a UTC datetime as Alibaba Cloud does: ``2024-05-20T06:34:21Z``."""
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def default_policy(account_id: str) -> str:
-    """Return the policy of a key created without one: every identity of the owner account."""
-    return json.dumps(
-        {
-            "Version": "1",
-            "Statement": [
-                {
-                    "Sid": "kms default key policy",
-                    "Effect": "Allow",
-                    "Principal": {"RAM": [f"acs:ram::{account_id}:*"]},
-                    "Action": ["kms:*"],
-                    "Resource": ["*"],
-                }
-            ],
-        },
-        separators=(",", ":"),
-    )
 
 
 def describe_key_metadata(key: Key) -> dict[str, Any]:
@@ -182,13 +166,18 @@ def _check_create_options(params: Params) -> None:
         )
 
 
-def _policy(params: Params, account_id: str) -> str:
-    document = params.json_object("Policy", max_bytes=MAX_POLICY_BYTES)
-    if document is None:
-        return default_policy(account_id)
-    # NOTE: the policy is stored as given; its statements are checked and enforced
-    # once key policies are implemented.
-    return params.required_str("Policy", max_length=MAX_POLICY_BYTES)
+def _policy(params: Params) -> str | None:
+    """Return the checked Policy parameter, or None when the request has none."""
+    text = params.optional_str("Policy", max_length=MAX_POLICY_BYTES)
+    if text is None:
+        return None
+    try:
+        parse_policy(text, PolicyKind.KEY)
+    except PolicyDocumentError as exc:
+        raise InvalidParameterError(
+            f"The parameter Policy is not a valid key policy: {exc.message}", parameter="Policy"
+        ) from None
+    return text
 
 
 def _external_key_id(params: Params) -> str:
@@ -260,7 +249,7 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
     _check_create_options(params)
     description = params.optional_str("Description", max_length=MAX_DESCRIPTION_LENGTH) or ""
     tags = params.tags_json("Tags") or []
-    policy = _policy(params, ctx.account_id)
+    policy = _policy(params)
 
     instance = await services.run(_load_instance, services.store, instance_id)
     if (
@@ -273,6 +262,10 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
             f"{services.region}. Check the ID with ListKmsInstances."
         )
     require_connected(instance, "The key cannot be created because instance")
+    if policy is None:
+        policy = build_default_policy(
+            creator_account=ctx.account_id, instance_owner=instance.account_id
+        )
     await _check_external_key(services, ctx, instance, external_key_id)
 
     now = services.clock()
@@ -471,6 +464,45 @@ async def disable_key(services: Services, ctx: CallContext, params: Params) -> d
     return await _change_state(services, ctx, params, KeyState.DISABLED)
 
 
+# --- Key policies -----------------------------------------------------------------
+
+_POLICY_NAME: Final = "default"
+
+
+def _check_policy_name(params: Params) -> None:
+    name = params.optional_str("PolicyName", max_length=128)
+    if name is not None and name != _POLICY_NAME:
+        raise ForbiddenResourceNotFoundError(
+            f"The key policy {shown_value(name)} is not found: every key has one policy, "
+            f"named {_POLICY_NAME}. Leave PolicyName out or pass {_POLICY_NAME}."
+        )
+
+
+def _set_policy(store: KmsStore, key_id: str, policy: str) -> None:
+    with store.session() as session:
+        session.keys.update_policy(key_id, policy)
+
+
+async def set_key_policy(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
+    _check_policy_name(params)
+    policy = _policy(params)
+    if policy is None:
+        raise MissingParameterError("Policy")
+    found = await find_key(services, ctx, params)
+    try:
+        await services.run(_set_policy, services.store, found.key.key_id, policy)
+    finally:
+        services.keys.forget_key(found.key.key_id)
+    logger.info("key %s policy replaced (request %s)", found.key.key_id, ctx.request_id)
+    return {}
+
+
+async def get_key_policy(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
+    _check_policy_name(params)
+    found = await find_key(services, ctx, params)
+    return {"Policy": found.key.policy}
+
+
 # --- Key versions -----------------------------------------------------------------
 
 
@@ -532,5 +564,7 @@ def key_handlers(services: Services) -> dict[str, Handler]:
             "DisableKey": disable_key,
             "DescribeKeyVersion": describe_key_version,
             "ListKeyVersions": list_key_versions,
+            "SetKeyPolicy": set_key_policy,
+            "GetKeyPolicy": get_key_policy,
         },
     )
