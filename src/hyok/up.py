@@ -4,7 +4,10 @@ The first run creates, in one data directory (``.hyok`` by default):
 
 - the proxy as ``hyok xki init`` writes it (``xki.toml``, a local CA, a file
   keystore with one key and a SigV4 credential), so ``hyok kmi --data-dir``
-  and ``hyok xki --data-dir`` work on it;
+  and ``hyok xki --data-dir`` work on it. With ``kmi="pkcs11"`` the key is on
+  a PKCS#11 token instead: the one that ``UpOptions.pkcs11`` names, or a
+  SoftHSMv2 token that the first run initialises in ``softhsm/``, with
+  random PINs in ``secrets/`` (mode 0600);
 - the KMS as ``hyok kms init`` writes it, in ``kms/`` (``kms.toml``, its own
   CA and certificate, a root key file of mode 0600 and a SQLite database),
   trusting the proxy's CA for proxy certificates;
@@ -61,6 +64,7 @@ from hyok.kms.domain import AccessKeyStatus, Account
 from hyok.kms.sdk_call import rpc_params
 from hyok.kms.store import KmsStore
 from hyok.xki import settings as xki_settings
+from hyok.xki.backend_init import Pkcs11Init
 
 __all__ = [
     "DEFAULT_KMS_PORT",
@@ -119,6 +123,11 @@ class UpOptions:
     xki_admin_port: int | None = None
     region: str | None = None
     log_level: str = "info"
+    #: The key manager, "file" or "pkcs11". None keeps the configured one, or
+    #: takes "file" on a first run.
+    kmi: str | None = None
+    #: The PKCS#11 token of a first run with ``kmi="pkcs11"``.
+    pkcs11: Pkcs11Init | None = None
 
 
 @dataclass
@@ -206,17 +215,24 @@ def _prepare_proxy(options: UpOptions) -> tuple[xki_settings.ProxySettings, str 
 
     config = options.data_dir / "xki.toml"
     if not config.exists():
+        pkcs11 = options.pkcs11
+        if options.kmi == "pkcs11" and pkcs11 is None:
+            pkcs11 = Pkcs11Init(own_softhsm_token=True)
+        elif options.kmi not in (None, "pkcs11") and pkcs11 is not None:
+            raise UpError(f"a PKCS#11 token was given with --kmi {options.kmi}: pass --kmi pkcs11")
         result = initialise(
             InitOptions(
                 directory=options.data_dir,
                 port=options.xki_port or DEFAULT_XKI_PORT,
                 admin_port=options.xki_admin_port or DEFAULT_XKI_ADMIN_PORT,
                 region=options.region or kms_settings.DEFAULT_REGION,
+                pkcs11=pkcs11,
             )
         )
         return xki_settings.load_settings(config), result.key_id
 
     settings = xki_settings.load_settings(config)
+    _check_same_key_manager(options, settings)
     if options.xki_port is not None and options.xki_port != settings.server.port:
         _set_port(config, "server", options.xki_port)
     admin = settings.admin
@@ -225,6 +241,22 @@ def _prepare_proxy(options: UpOptions) -> tuple[xki_settings.ProxySettings, str 
     ):
         _set_port(config, "admin", options.xki_admin_port)
     return xki_settings.load_settings(config), None
+
+
+def _check_same_key_manager(options: UpOptions, settings: xki_settings.ProxySettings) -> None:
+    """Reject a --kmi or a PKCS#11 token that differs from the existing stack's key manager."""
+    backend = settings.backends[settings.keystores[0].backend]
+    if options.kmi is not None and options.kmi != backend.type:
+        raise UpError(
+            f"--kmi {options.kmi} differs from the {backend.type} key manager of the existing "
+            f"stack in {options.data_dir}: the key manager is set on the first run, so leave "
+            "out --kmi or use another --data-dir"
+        )
+    if options.pkcs11 is not None and not options.pkcs11.own_softhsm_token:
+        raise UpError(
+            f"the --pkcs11-* options apply to the first run only, and {options.data_dir} "
+            f"holds a stack already: change its PKCS#11 token in {settings.source}"
+        )
 
 
 def _prepare_kms(options: UpOptions, region: str) -> kms_settings.KmsSettings:

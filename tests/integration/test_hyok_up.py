@@ -11,6 +11,7 @@ and Decrypt. Without them ``hyok up`` exits with "the KMS has no <action> action
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -19,20 +20,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import filelock
 import pytest
+from alibabacloud_kms20160120 import models as kms_models  # type: ignore[import-untyped]
+from alibabacloud_kms20160120.client import Client as KmsClient  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.client import Client  # type: ignore[import-untyped]
 from alibabacloud_tea_openapi.utils_models import (  # type: ignore[import-untyped]
     Config,
 )
+from darabonba.runtime import ExtendsParameters  # type: ignore[import-untyped]
 
+from hyok.xki.settings import Pkcs11BackendSettings, load_settings
 from tests.conftest import register_sensitive
-from tests.integration._sdk import call, close_sdk_connections
+from tests.integration._sdk import call, client_error, close_sdk_connections, runtime
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +88,9 @@ class Up:
         return int(found[-1])
 
 
-def start_up(data_dir: Path, *, ports: tuple[int, int, int] | None = None) -> Up:
+def start_up(
+    data_dir: Path, *, ports: tuple[int, int, int] | None = None, extra: Sequence[str] = ()
+) -> Up:
     kms_port, xki_port, admin_port = ports or (free_port(), free_port(), free_port())
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     output = data_dir.parent / f"up-{len(list(data_dir.parent.glob('up-*.out')))}.out"
@@ -100,6 +107,7 @@ def start_up(data_dir: Path, *, ports: tuple[int, int, int] | None = None) -> Up
                 str(xki_port),
                 "--xki-admin-port",
                 str(admin_port),
+                *extra,
             ],
             stdout=stream,
             stderr=subprocess.STDOUT,
@@ -128,8 +136,10 @@ def start_up(data_dir: Path, *, ports: tuple[int, int, int] | None = None) -> Up
 def register_secrets(data_dir: Path) -> None:
     state = json.loads((data_dir / "hyok-up.json").read_text())
     register_sensitive(state["access_key_secret"])
-    for name in ("passphrase", "admin-token"):
-        register_sensitive((data_dir / "secrets" / name).read_text().strip())
+    for name in ("passphrase", "admin-token", "pkcs11-pin", "pkcs11-so-pin"):
+        secret_file = data_dir / "secrets" / name
+        if secret_file.exists():
+            register_sensitive(secret_file.read_text().strip())
     register_sensitive((data_dir / "kms" / "secrets" / "root-key").read_text().strip())
     document = json.loads((data_dir / "xks-proxy-configuration.json").read_text())
     register_sensitive(document["XksProxyAuthenticationCredential"]["RawSecretAccessKey"])
@@ -157,18 +167,20 @@ def process_gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def sdk(up: Up) -> Client:
+def sdk_config(up: Up) -> Config:
     state = up.state
-    return Client(
-        Config(
-            access_key_id=state["access_key_id"],
-            access_key_secret=state["access_key_secret"],
-            endpoint=state["kms_endpoint"],
-            protocol="https",
-            region_id=state["region"],
-            ca=state["ca_cert"],
-        )
+    return Config(
+        access_key_id=state["access_key_id"],
+        access_key_secret=state["access_key_secret"],
+        endpoint=state["kms_endpoint"],
+        protocol="https",
+        region_id=state["region"],
+        ca=state["ca_cert"],
     )
+
+
+def sdk(up: Up) -> Client:
+    return Client(sdk_config(up))
 
 
 def run_hyok(*args: str) -> subprocess.CompletedProcess[str]:
@@ -391,3 +403,167 @@ def test_second_up_on_same_directory_refused(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "another hyok up is running" in result.stderr
     assert not (data_dir / "xki.toml").exists()
+
+
+# The PKCS#11 key manager -------------------------------------------------------------
+
+SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+PKCS11 = ("--kmi", "pkcs11")
+
+
+def require_softhsm() -> None:
+    if not SOFTHSM_MODULE.is_file():
+        pytest.skip("SoftHSMv2 is not installed: install the Debian package softhsm2")
+
+
+@pytest.fixture(scope="module")
+def pkcs11_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    require_softhsm()
+    up = start_up(tmp_path_factory.mktemp("up-pkcs11") / "data", extra=PKCS11)
+    yield up
+    close_sdk_connections(up.state["kms_endpoint"])
+    stop_up(up)
+
+
+def kms_client(up: Up) -> KmsClient:
+    """The typed client of the official KMS SDK, as an application uses it."""
+    return KmsClient(sdk_config(up))
+
+
+def create_external_key(up: Up, external_key_id: str) -> str:
+    options = runtime()
+    options.extends_parameters = ExtendsParameters(queries={"ExternalKeyId": external_key_id})
+    request = kms_models.CreateKeyRequest(dkmsinstance_id=up.state["instance_id"])
+    metadata = kms_client(up).create_key_with_options(request, options).body.key_metadata
+    assert metadata.dkmsinstance_id == up.state["instance_id"]
+    key_id: str = metadata.key_id
+    return key_id
+
+
+def encrypt(up: Up, key_id: str, plaintext: bytes, context: dict[str, str]) -> str:
+    request = kms_models.EncryptRequest(
+        key_id=key_id,
+        plaintext=base64.b64encode(plaintext).decode(),
+        encryption_context=context,
+    )
+    body = kms_client(up).encrypt_with_options(request, runtime()).body
+    assert body.key_id == key_id
+    blob: str = body.ciphertext_blob
+    return blob
+
+
+def decrypt(up: Up, blob: str, context: dict[str, str]) -> bytes:
+    request = kms_models.DecryptRequest(ciphertext_blob=blob, encryption_context=context)
+    return base64.b64decode(kms_client(up).decrypt_with_options(request, runtime()).body.plaintext)
+
+
+def test_pkcs11_stack_uses_own_softhsm_token(pkcs11_stack: Up) -> None:
+    data_dir = pkcs11_stack.data_dir
+    settings = load_settings(data_dir / "xki.toml")
+    backend = settings.backends[settings.keystores[0].backend]
+    assert isinstance(backend, Pkcs11BackendSettings)
+    assert backend.module == SOFTHSM_MODULE
+    assert [token.label for token in backend.tokens] == ["hyok"]
+    assert backend.pin.file == data_dir / "secrets" / "pkcs11-pin"
+    conf = Path(backend.environment["SOFTHSM2_CONF"])
+    assert conf == (data_dir / "softhsm" / "softhsm2.conf").resolve()
+    assert str((data_dir / "softhsm" / "tokens").resolve()) in conf.read_text()
+    assert not (data_dir / "keystore.hyok").exists()
+
+
+def test_pkcs11_pins_private_and_unlogged(pkcs11_stack: Up) -> None:
+    data_dir = pkcs11_stack.data_dir
+    for name in ("pkcs11-pin", "pkcs11-so-pin"):
+        path = data_dir / "secrets" / name
+        assert path.stat().st_mode & 0o777 == 0o600, name
+        pin = path.read_text().strip()
+        assert len(pin) >= 24, name
+        assert pin not in pkcs11_stack.text, name
+        for log in (data_dir / "logs").glob("*"):
+            assert pin not in log.read_text(errors="replace"), (name, log.name)
+    assert (data_dir / "softhsm").stat().st_mode & 0o777 == 0o700
+
+
+def test_pkcs11_sdk_round_trip(pkcs11_stack: Up) -> None:
+    key_id = create_external_key(pkcs11_stack, pkcs11_stack.state["external_key_id"])
+    context = {"purpose": "hyok-up-pkcs11"}
+    plaintext = os.urandom(48)
+    blob = encrypt(pkcs11_stack, key_id, plaintext, context)
+    assert decrypt(pkcs11_stack, blob, context) == plaintext
+
+    request = kms_models.GenerateDataKeyRequest(key_id=key_id, encryption_context=context)
+    body = kms_client(pkcs11_stack).generate_data_key_with_options(request, runtime()).body
+    data_key = base64.b64decode(body.plaintext)
+    register_sensitive(data_key)
+    assert len(data_key) == 32
+    assert decrypt(pkcs11_stack, body.ciphertext_blob, context) == data_key
+
+
+def test_pkcs11_kmi_commands_manage_token(pkcs11_stack: Up) -> None:
+    data_dir = str(pkcs11_stack.data_dir)
+    created = run_hyok(
+        "kmi", "create-key", "--key-id", "up-cli-key", "--data-dir", data_dir, "--output", "json"
+    )
+    assert json.loads(created.stdout)["keyStatus"] == "ENABLED"
+    key_id = create_external_key(pkcs11_stack, "up-cli-key")
+    context = {"step": "before"}
+    blob = encrypt(pkcs11_stack, key_id, b"through the token", context)
+
+    run_hyok("kmi", "disable-key", "up-cli-key", "--data-dir", data_dir)
+    error = client_error(lambda: decrypt(pkcs11_stack, blob, context))
+    assert "is not ENABLED" in error.message
+
+    run_hyok("kmi", "enable-key", "up-cli-key", "--data-dir", data_dir)
+    assert decrypt(pkcs11_stack, blob, context) == b"through the token"
+
+    listed = run_hyok("kmi", "list-keys", "--data-dir", data_dir, "--output", "json")
+    statuses = {key["keyId"]: key["keyStatus"] for key in json.loads(listed.stdout)["keys"]}
+    assert statuses["up-cli-key"] == "ENABLED"
+    assert statuses[pkcs11_stack.state["external_key_id"]] == "ENABLED"
+
+    run_hyok("kmi", "create-key", "--key-id", "up-cli-gone", "--data-dir", data_dir)
+    run_hyok("kmi", "delete-key", "up-cli-gone", "--yes", "--data-dir", data_dir)
+    listed = run_hyok("kmi", "list-keys", "--data-dir", data_dir, "--output", "json")
+    assert "up-cli-gone" not in [key["keyId"] for key in json.loads(listed.stdout)["keys"]]
+
+
+def test_pkcs11_restart_keeps_token_keys(tmp_path: Path) -> None:
+    require_softhsm()
+    data_dir = tmp_path / "data"
+    first = start_up(data_dir, extra=PKCS11)
+    try:
+        key_id = create_external_key(first, first.state["external_key_id"])
+        blob = encrypt(first, key_id, b"kept on the token", {})
+    finally:
+        close_sdk_connections(first.state["kms_endpoint"])
+        assert stop_up(first) == 0
+
+    second = start_up(data_dir, extra=PKCS11)
+    try:
+        assert decrypt(second, blob, {}) == b"kept on the token"
+    finally:
+        close_sdk_connections(second.state["kms_endpoint"])
+        assert stop_up(second) == 0
+
+    result = subprocess.run(
+        [*HYOK, "up", "--data-dir", str(data_dir), "--kmi", "file"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "--kmi file differs from the pkcs11 key manager" in result.stderr
+
+
+def test_pkcs11_options_need_kmi_pkcs11(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*HYOK, "up", "--data-dir", str(tmp_path / "data"), "--pkcs11-token-label", "hsm"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--pkcs11-token-label: valid only with --kmi pkcs11" in result.stderr
+    assert not (tmp_path / "data").exists()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from hyok.cli._common import DATA_DIR_ENV, DEFAULT_DATA_DIR
+from hyok.cli.xki import KMI_CHOICES, pkcs11_init, pkcs11_options
 from hyok.up import (
     DEFAULT_KMS_PORT,
     DEFAULT_XKI_ADMIN_PORT,
@@ -60,6 +62,17 @@ __all__ = ["up"]
     help="Region of the KMS and the proxy, set on the first run only. Default: cn-hangzhou.",
 )
 @click.option(
+    "--kmi",
+    type=click.Choice(KMI_CHOICES),
+    default=None,
+    help=(
+        "Key manager, set on the first run only: a file keystore (the default), or a "
+        "PKCS#11 token. With pkcs11 and no --pkcs11-token-label or --pkcs11-slot, hyok "
+        "initialises a SoftHSMv2 token of its own in DIR/softhsm."
+    ),
+)
+@pkcs11_options
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -72,12 +85,17 @@ def up(
     xki_port: int | None,
     xki_admin_port: int | None,
     region: str | None,
+    kmi: str | None,
     log_level: str,
+    **pkcs11_values: Any,
 ) -> None:
-    """Run a file key manager, an XKI proxy and a KMS on loopback over TLS until Ctrl-C.
+    """Run a key manager, an XKI proxy and a KMS on loopback over TLS until Ctrl-C.
 
     The first run creates everything in the data directory. The proxy gets a
-    local CA, a keystore with one key and a SigV4 credential. The KMS gets its
+    local CA, a key manager with one key and a SigV4 credential. The key
+    manager is a file keystore, or with --kmi pkcs11 a PKCS#11 token: the one
+    that the --pkcs11-* options name, or else a SoftHSMv2 token that hyok
+    initialises in DIR/softhsm, with random PINs in DIR/secrets (mode 0600). The KMS gets its
     own CA, root key and SQLite database, an account with an AccessKey, and an
     external key management instance bound to the proxy and connected. Later
     runs reuse it. The connection details for the SDK, AccessKey secret
@@ -86,6 +104,7 @@ def up(
     if data_dir is None:
         from_env = os.environ.get(DATA_DIR_ENV)
         data_dir = Path(from_env) if from_env else DEFAULT_DATA_DIR
+    pkcs11 = pkcs11_init(kmi or "file", own_token_allowed=True, **pkcs11_values)
     options = UpOptions(
         data_dir=data_dir,
         kms_port=kms_port,
@@ -93,6 +112,8 @@ def up(
         xki_admin_port=xki_admin_port,
         region=region,
         log_level=log_level,
+        kmi=kmi,
+        pkcs11=pkcs11,
     )
     status = run_up(options, click.echo)
     if status:

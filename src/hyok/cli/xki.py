@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import pydantic
@@ -18,10 +21,84 @@ from hyok.cli._common import (
     resolve_config_path,
 )
 from hyok.common.secrets import read_secret
+from hyok.xki.backend_init import Pkcs11Init
 from hyok.xki.credentials import CredentialFile
 from hyok.xki.settings import KeyStoreSettings, ProxySettings
 
-__all__ = ["xki"]
+__all__ = ["pkcs11_init", "pkcs11_options", "xki"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The key managers that ``--kmi`` selects.
+KMI_CHOICES = ("file", "pkcs11")
+
+
+def pkcs11_options(function: _F) -> _F:
+    """Add the options that name a PKCS#11 token and its user PIN."""
+    options = [
+        click.option("--pkcs11-module", type=click.Path(path_type=Path, dir_okay=False),
+                     default=None,
+                     help="PKCS#11 library of the token. Default: SoftHSMv2's "
+                          "/usr/lib/softhsm/libsofthsm2.so."),
+        click.option("--pkcs11-token-label", default=None, metavar="LABEL",
+                     help="Label of the PKCS#11 token that holds the keys."),
+        click.option("--pkcs11-slot", type=click.IntRange(0), default=None, metavar="ID",
+                     help="Slot ID of the PKCS#11 token, instead of --pkcs11-token-label."),
+        click.option("--pkcs11-pin-env", default=None, metavar="NAME",
+                     help="Environment variable that holds the token's user PIN when the "
+                          "proxy starts."),
+        click.option("--pkcs11-pin-file", type=click.Path(path_type=Path, dir_okay=False),
+                     default=None,
+                     help="File with the token's user PIN (keep it mode 0600). With "
+                          "--pkcs11-pin-env too, the variable wins when it is set."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def pkcs11_init(kmi: str, *, own_token_allowed: bool, **values: Any) -> Pkcs11Init | None:
+    """Build the PKCS#11 part of the init options from the ``--pkcs11-*`` values.
+
+    Returns None for ``--kmi file``, which takes no ``--pkcs11-*`` option.
+    With ``own_token_allowed`` and no token named, the result asks for a
+    SoftHSMv2 token of its own.
+    """
+    from hyok.kmi.pkcs11.softhsm import SOFTHSM_MODULE
+
+    given = {name: value for name, value in values.items() if value is not None}
+    if kmi != "pkcs11":
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in sorted(given))
+            raise click.UsageError(f"{names}: valid only with --kmi pkcs11")
+        return None
+    module = values.get("pkcs11_module") or SOFTHSM_MODULE
+    label, slot = values.get("pkcs11_token_label"), values.get("pkcs11_slot")
+    pin_env, pin_file = values.get("pkcs11_pin_env"), values.get("pkcs11_pin_file")
+    if own_token_allowed and label is None and slot is None:
+        if pin_env is not None or pin_file is not None:
+            raise click.UsageError(
+                "--pkcs11-pin-env and --pkcs11-pin-file need --pkcs11-token-label or "
+                "--pkcs11-slot; without a token, hyok creates a SoftHSMv2 token with its own PIN"
+            )
+        return Pkcs11Init(module=module.absolute(), own_softhsm_token=True)
+    if (label is None) == (slot is None):
+        raise click.UsageError("--kmi pkcs11 needs one of --pkcs11-token-label and --pkcs11-slot")
+    if pin_env is None and pin_file is None:
+        raise click.UsageError("--kmi pkcs11 needs --pkcs11-pin-env or --pkcs11-pin-file")
+    if label is not None and not 1 <= len(label.encode("utf-8")) <= 32:
+        raise click.BadParameter("a token label has 1 to 32 bytes",
+                                 param_hint="--pkcs11-token-label")
+    if pin_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", pin_env):
+        raise click.BadParameter(f"{pin_env!r} is not an environment variable name",
+                                 param_hint="--pkcs11-pin-env")
+    return Pkcs11Init(
+        module=module.absolute(),
+        token_label=label,
+        slot=slot,
+        pin_env=pin_env,
+        pin_file=pin_file.absolute() if pin_file is not None else None,
+    )
 
 
 @click.group()
@@ -45,11 +122,21 @@ def xki() -> None:
 @click.option("--key-id", default=None, help="ID of the first key (default: a generated UUID).")
 @click.option("--hostname", "hostnames", multiple=True,
               help="Extra DNS name or IP address for the server certificate (repeatable).")
+@click.option("--kmi", type=click.Choice(KMI_CHOICES), default="file", show_default=True,
+              help="Key manager: a new file keystore, or an existing PKCS#11 token named by "
+                   "the --pkcs11-* options.")
+@pkcs11_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def init(directory: Path, host: str, port: int, admin_port: int, region: str, path_prefix: str,
-         key_id: str | None, hostnames: tuple[str, ...], output: str) -> None:
-    """Write a working configuration: CA and server certificate, a file keystore with one key,
-    a SigV4 credential, and the proxy configuration file a KMS needs."""
+         key_id: str | None, hostnames: tuple[str, ...], kmi: str, output: str,
+         **pkcs11_values: Any) -> None:
+    """Write a working configuration: CA and server certificate, a key manager with one key,
+    a SigV4 credential, and the proxy configuration file a KMS needs.
+
+    With --kmi pkcs11 the token must exist and its PIN must be readable now,
+    because init logs in, runs the token's start-up checks and creates the
+    first key there.
+    """
     from hyok.common.ids import validate_key_id
     from hyok.xki.bootstrap import InitOptions, initialise
 
@@ -61,9 +148,10 @@ def init(directory: Path, host: str, port: int, admin_port: int, region: str, pa
     except pydantic.ValidationError as exc:
         reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise click.BadParameter(reason, param_hint="--path-prefix") from None
+    pkcs11 = pkcs11_init(kmi, own_token_allowed=False, **pkcs11_values)
     result = initialise(InitOptions(
         directory=directory, host=host, port=port, admin_port=admin_port, region=region,
-        path_prefix=path_prefix, key_id=key_id, hostnames=hostnames,
+        path_prefix=path_prefix, key_id=key_id, hostnames=hostnames, pkcs11=pkcs11,
     ))
     document = json.loads(result.proxy_configuration_path.read_text())
     if output == "json":

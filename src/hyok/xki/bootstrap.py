@@ -17,7 +17,7 @@ from hyok.common.fileio import atomic_write
 from hyok.common.sealed import Sealer
 from hyok.common.secrets import Secret
 from hyok.common.tls import create_ca, issue_server_certificate
-from hyok.kmi.file import FileKeyManager
+from hyok.xki.backend_init import Pkcs11Init, backend_table, create_first_key, prepare_own_token
 from hyok.xki.credentials import CredentialFile, StoredCredential, generate_credential
 from hyok.xki.credentials import proxy_configuration as configuration_document
 
@@ -38,6 +38,8 @@ class InitOptions:
     key_id: str | None = None
     hostnames: tuple[str, ...] = ()
     kdf_cost: int = 17
+    # A PKCS#11 token instead of the file keystore.
+    pkcs11: Pkcs11Init | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
-def _config_text(options: InitOptions) -> str:
+def _config_text(options: InitOptions, backend_extra: str) -> str:
+    backend_name, backend = backend_table(options.pkcs11, options.kdf_cost)
     return f"""\
 # hyok XKI proxy configuration, written by 'hyok xki init'.
 # Relative paths are resolved against this file's directory.
@@ -92,17 +95,12 @@ ca_file = "tls/ca.pem"
 [audit]
 file = "logs/audit.log"
 
-[backends.local]
-type = "file"
-path = "keystore.hyok"
-passphrase = {{ env = "HYOK_KEYSTORE_PASSPHRASE", file = "secrets/passphrase" }}
-kdf_cost = {options.kdf_cost}
-
+{backend}{backend_extra}
 [[keystores]]
 name = "default"
 path_prefix = {_toml_string(options.path_prefix)}
 region = {_toml_string(options.region)}
-backend = "local"
+backend = {_toml_string(backend_name)}
 keys = ["*"]
 credentials_file = "credentials/default.sealed"
 rate_limit = 10000
@@ -161,17 +159,13 @@ def _write_all(options: InitOptions) -> InitResult:
     server = issue_server_certificate(ca, hostnames=list(dict.fromkeys(hostnames)), days=825)
     server.write(directory / "tls" / "server.pem", directory / "tls" / "server-key.pem")
 
-    keystore = FileKeyManager.create_keystore(
-        directory / "keystore.hyok", passphrase, kdf_cost=options.kdf_cost
-    )
-    key = keystore.create_key(options.key_id)
-    keystore.close()
-
     credential = generate_credential()
     sealer = Sealer(passphrase, kdf_cost=options.kdf_cost)
     CredentialFile(directory / "credentials" / "default.sealed", sealer).create([credential])
 
-    _write_private(config_path, _config_text(options))
+    backend_extra = prepare_own_token(directory, options.pkcs11)
+    _write_private(config_path, _config_text(options, backend_extra))
+    key_id = create_first_key(config_path, passphrase, options.key_id, options.kdf_cost)
     uri_path = options.path_prefix.rstrip("/") + "/kms/xks/v1"
     document = configuration_document(uri_path, credential.credential)
     proxy_configuration_path = directory / PROXY_CONFIGURATION_NAME
@@ -184,7 +178,7 @@ def _write_all(options: InitOptions) -> InitResult:
         proxy_configuration_path=proxy_configuration_path,
         endpoint=f"https://{shown_host}:{options.port}",
         uri_path=uri_path,
-        key_id=key.key_id,
+        key_id=key_id,
         credential=credential,
         ca_file=directory / "tls" / "ca.pem",
     )

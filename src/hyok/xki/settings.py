@@ -34,6 +34,7 @@ __all__ = [
 XKS_PATH_SUFFIX = "/kms/xks/v1"
 _PREFIX = re.compile(r"(/[A-Za-z0-9_-]+)*")
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 class _Model(BaseModel):
@@ -153,6 +154,26 @@ class Pkcs11BackendSettings(_Model):
     # Call the module from several threads at once. Only for modules that are
     # thread-safe even when initialised without locking (not SoftHSMv2).
     parallel_calls: bool = False
+    # Environment variables that the module reads its own configuration from,
+    # such as SOFTHSM2_CONF. They are set in the proxy's process before the
+    # module loads, and they replace inherited values of the same names.
+    environment: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("environment")
+    @classmethod
+    def _check_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if not _ENVIRONMENT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"environment variable name {name!r} is invalid: use letters, digits and "
+                    "'_', not starting with a digit"
+                )
+            if not 1 <= len(item) <= 4096 or "\0" in item:
+                raise ValueError(
+                    f"the value of environment variable {name} must have 1 to 4,096 characters "
+                    "and no NUL"
+                )
+        return value
 
 
 BackendSettings = Annotated[
