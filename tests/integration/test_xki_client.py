@@ -207,6 +207,23 @@ async def test_encrypt_decrypt_with_aad(
     assert_same_bytes(decrypted, plaintext)
 
 
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+async def test_round_trip_on_uvloop_logs_no_error(
+    proxy: RunningProxy, sensitive: Sensitive, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On uvloop, as hyok kms serve runs, new connections and calls log nothing at ERROR."""
+    plaintext = random_bytes(16, sensitive)
+    with caplog.at_level(logging.WARNING):
+        async with XkiClient(proxy_binding(proxy), timeout=RELAXED_TIMEOUT) as client:
+            output = await client.encrypt("app-1", plaintext, None, request_metadata())
+            decrypted = await client.decrypt(
+                "app-1", output.ciphertext, output.iv, output.tag, output.ciphertext_metadata,
+                None, request_metadata("Decrypt"),
+            )
+    assert_same_bytes(decrypted, plaintext)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
 async def test_encrypt_decrypt_without_aad(proxy: RunningProxy, sensitive: Sensitive) -> None:
     plaintext = random_bytes(16, sensitive)
 
