@@ -356,13 +356,20 @@ def test_connection_refused_names_endpoint(tmp_path: Path, sensitive: Sensitive)
     assert result.exit_code == 1
     assert result.stderr == (
         f"error: cannot connect to the KMS at https://127.0.0.1:{port}: connection refused; "
-        "is the KMS running? Start a local one with 'hyok up', or check --endpoint\n"
+        f"check the host and port of --endpoint 127.0.0.1:{port}, or start a local KMS with "
+        "'hyok up'\n"
     )
 
     up_file = write_up_file(tmp_path / "hyok-up.json", kms_endpoint=f"127.0.0.1:{port}")
     result = run([*args, "--up-file", str(up_file)])
     assert result.exit_code == 1
     assert f"Start it with 'hyok up --data-dir {tmp_path}'" in result.stderr
+
+    # A wrong --endpoint with a running stack's file: the hint is the endpoint, not the stack.
+    result = run([*args, "--up-file", str(up_file), "--endpoint", f"127.0.0.1:{port}"])
+    assert result.exit_code == 1
+    assert f"leave --endpoint out to use the kms_endpoint of {up_file}" in result.stderr
+    assert "Start it with" not in result.stderr
     assert plaintext not in result.output
 
 
@@ -457,6 +464,15 @@ def test_encrypt_without_input_on_terminal(monkeypatch: pytest.MonkeyPatch) -> N
     result = run(["encrypt", "--key-id", "k"])
     assert result.exit_code == 2
     assert "no data given: pass it with --in FILE, or pipe it to standard input" in result.stderr
+
+
+def test_encrypt_with_empty_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hyok.cli import kms_calls
+
+    monkeypatch.setattr(kms_calls, "_stdin_is_tty", lambda: False)
+    result = run(["encrypt", "--key-id", "k"], input="")
+    assert result.exit_code == 2
+    assert "standard input is empty, so there is no data" in result.stderr
 
 
 # --- Instance configure ------------------------------------------------------------------

@@ -111,6 +111,8 @@ class KmsTarget:
     instance_id: str | None
     #: The ``hyok-up.json`` in use, if any; error messages name it.
     up_file: Path | None
+    #: True when ``endpoint`` came from --endpoint, not from the file.
+    endpoint_given: bool = False
 
 
 # Options.
@@ -301,7 +303,8 @@ def resolve_target(options: ConnectionOptions) -> KmsTarget:
         access_key_secret=secret,
         instance_id=values.get("instance_id"),
         up_file=up_file,
-    )
+            endpoint_given=options.endpoint is not None,
+)
 
 
 def _credentials(values: Mapping[str, str], up_file: Path | None) -> tuple[str, Secret]:
@@ -517,6 +520,16 @@ class KmsClient:
         return f"the connection to the KMS at {self.url} failed; {hint}"
 
     def _start_hint(self) -> str:
+        if self.target.endpoint_given and self.target.up_file is not None:
+            return (
+                f"check the host and port of --endpoint {self.target.endpoint}, or leave "
+                f"--endpoint out to use the kms_endpoint of {self.target.up_file}"
+            )
+        if self.target.endpoint_given:
+            return (
+                f"check the host and port of --endpoint {self.target.endpoint}, or start a "
+                "local KMS with 'hyok up'"
+            )
         if self.target.up_file is not None:
             return (
                 f"is the stack of {self.target.up_file} running? Start it with "

@@ -122,7 +122,13 @@ def _read_input(path: Path | None, description: str) -> bytes:
             raise click.UsageError(
                 f"no {description} given: pass it with --in FILE, or pipe it to standard input"
             )
-        return sys.stdin.buffer.read()
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise click.UsageError(
+                f"standard input is empty, so there is no {description}: pass it with --in "
+                "FILE, or pipe data to standard input"
+            )
+        return data
     try:
         return path.read_bytes()
     except FileNotFoundError:

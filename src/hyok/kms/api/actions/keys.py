@@ -218,7 +218,8 @@ async def _check_external_key(
             raise InvalidParameterError(
                 f"The external key {shown_value(external_key_id)} is not found by the XKI "
                 f"proxy of instance {instance.instance_id}. Create it in your key manager "
-                "through the proxy, and pass the key ID the proxy reports.",
+                "(for the proxy of hyok up: hyok kmi create-key --key-id ID), and pass the key "
+                "ID the proxy reports.",
                 parameter="ExternalKeyId",
             ) from exc
         raise map_proxy_error(exc, key_id="(new key)", instance_id=instance.instance_id) from exc
