@@ -1287,3 +1287,25 @@ def test_verified_caller_is_frozen() -> None:
 def test_signed_at_is_utc() -> None:
     caller = make_verifier().verify(acs3_request())
     assert caller.signed_at.tzinfo is UTC
+
+
+def test_nonce_cache_buckets_drop_only_passed_seconds() -> None:
+    now = [NOW]
+    cache = InMemoryNonceCache(clock=lambda: now[0])
+    cache.check_and_store(ACCESS_KEY_ID, "early", NOW + timedelta(seconds=1.2))
+    cache.check_and_store(ACCESS_KEY_ID, "late", NOW + timedelta(seconds=1.9))
+    # Both expire within the second that ends at NOW + 2 s; neither is dropped before.
+    now[0] = NOW + timedelta(seconds=1.5)
+    assert cache.check_and_store(ACCESS_KEY_ID, "late", NOW + timedelta(seconds=1.9)) is False
+    now[0] = NOW + timedelta(seconds=2)
+    assert cache.check_and_store(ACCESS_KEY_ID, "probe", NOW + timedelta(minutes=1)) is True
+    assert len(cache) == 1
+
+
+def test_nonce_cache_separates_access_keys_and_processes() -> None:
+    first = InMemoryNonceCache(clock=fixed_clock(NOW))
+    expires = NOW + timedelta(minutes=15)
+    assert first.check_and_store(ACCESS_KEY_ID, "n", expires) is True
+    assert first.check_and_store("LTAIotherAccessKey0001", "n", expires) is True
+    # Fingerprints are keyed per cache, so they reveal nothing across processes.
+    assert first._key != InMemoryNonceCache(clock=fixed_clock(NOW))._key

@@ -25,6 +25,7 @@ import uvicorn
 from sqlalchemy import make_url
 from uvicorn.supervisors import Multiprocess
 
+from hyok.common.acs_signature import InMemoryNonceCache, NonceCache
 from hyok.common.errors import HyokError
 from hyok.common.tls import client_ssl_context, server_ssl_context
 from hyok.kms.api.actions import Services, build_handlers
@@ -98,8 +99,10 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
         executor.shutdown(wait=True)
         store.database.dispose()
 
-    nonce_cache = (
-        DatabaseNonceCache(store.database) if settings.server.nonce_cache == "database" else None
+    nonce_cache: NonceCache = (
+        DatabaseNonceCache(store.database)
+        if settings.server.nonce_cache == "database"
+        else InMemoryNonceCache(max_entries=settings.server.nonce_cache_entries)
     )
     return KmsApp(
         store,
