@@ -494,6 +494,17 @@ def test_open_database_rejects_bad_schema(tmp_path: Path) -> None:
         open_database("postgresql://postgres@127.0.0.1/test", schema='x"; DROP TABLE keys; --')
 
 
+def test_new_sqlite_files_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "kms.db"
+    database = open_database(f"sqlite:///{path}")
+    try:
+        upgrade(database)
+    finally:
+        database.dispose()
+    for file in tmp_path.iterdir():
+        assert file.stat().st_mode & 0o077 == 0, f"{file.name} is readable by others"
+
+
 def test_unreachable_postgres_raises_unavailable(sensitive: Callable[[str], None]) -> None:
     password = "pg-password-never-shown"
     sensitive(password)

@@ -26,12 +26,14 @@ Example::
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
@@ -168,6 +170,18 @@ def open_database(
     )
 
 
+def _create_private(path: Path) -> None:
+    """Create a missing SQLite file for its owner only; SQLite gives its WAL files that mode."""
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        # SQLite reports a missing directory or a permission problem itself, with its own words.
+        return
+    os.close(descriptor)
+
+
 def _sqlite_engine(url: URL, shown: str, timeout: float) -> Engine:
     if url.get_driver_name() != "pysqlite":
         raise ConfigError(f"the database URL {shown} names a SQLite driver other than sqlite3")
@@ -178,6 +192,8 @@ def _sqlite_engine(url: URL, shown: str, timeout: float) -> Engine:
             f"the database URL {shown} is an in-memory SQLite database, which each connection "
             "would see empty: give a file path, such as sqlite:///var/lib/hyok/kms.db"
         )
+    if not database.startswith("file:"):
+        _create_private(Path(database))
     engine = create_engine(
         url,
         hide_parameters=True,
