@@ -36,6 +36,7 @@ from hyok.kms.http11 import KmsHttpProtocol
 from hyok.kms.proxies import ProxyNetwork, ProxyPool
 from hyok.kms.settings import KmsSettings, load_settings
 from hyok.kms.store import DatabaseNonceCache
+from hyok.kms.sweeper import KeyDeletionSweeper
 
 __all__ = ["CONFIG_ENV", "StartupError", "build_app", "create_app_from_env", "serve"]
 
@@ -94,6 +95,7 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
     )
     services = Services(store=store, proxies=pool, region=settings.region, executor=executor)
     monitor = InstanceHealthMonitor(services, settings.health.interval_seconds)
+    sweeper = KeyDeletionSweeper(services)
 
     async def close_store() -> None:
         executor.shutdown(wait=True)
@@ -111,8 +113,8 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
         nonce_cache=nonce_cache,
         max_body_bytes=settings.server.max_body_bytes,
         executor=executor,
-        on_startup=[monitor.start],
-        on_shutdown=[monitor.stop, pool.aclose, close_store],
+        on_startup=[monitor.start, sweeper.start],
+        on_shutdown=[monitor.stop, sweeper.stop, pool.aclose, close_store],
         on_identity_change=services.access.forget,
     )
 

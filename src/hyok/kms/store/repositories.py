@@ -706,6 +706,34 @@ class KeyRepository:
             deletion_protection_description=description if enabled else "",
         )
 
+    def due_for_deletion(self, now: datetime, limit: int) -> tuple[str, ...]:
+        """Return up to ``limit`` IDs of PendingDeletion keys whose delete date has passed."""
+        query = (
+            select(keys.c.key_id)
+            .where(
+                keys.c.state == str(KeyState.PENDING_DELETION),
+                keys.c.delete_date <= now,
+            )
+            .order_by(keys.c.delete_date, keys.c.key_id)
+            .limit(limit)
+        )
+        return tuple(self._connection.scalars(query))
+
+    def delete_if_due(self, key_id: str, now: datetime) -> bool:
+        """Delete a key with its versions and tags if it is still PendingDeletion and due.
+
+        Returns False, deleting nothing, when the deletion was cancelled or
+        the key is gone meanwhile.
+        """
+        statement = delete(keys).where(
+            keys.c.key_id == key_id,
+            keys.c.state == str(KeyState.PENDING_DELETION),
+            keys.c.delete_date <= now,
+        )
+        with writing(self._connection, f"deleting key {key_id!r}"):
+            result = self._connection.execute(statement)
+        return bool(result.rowcount)
+
     def delete(self, key_id: str) -> None:
         """Delete a key with its versions and tags."""
         with writing(self._connection, f"deleting key {key_id!r}"):

@@ -4,6 +4,8 @@
 - ``keys``: CreateKey, DescribeKey, ListKeys, DescribeKeyVersion, ListKeyVersions.
 - ``crypto``: Encrypt, Decrypt, GenerateDataKey and the other cryptographic actions.
 - ``instances``: the external key management instance actions (partly hyok extensions).
+- ``lifecycle``: UpdateKeyDescription, SetDeletionProtection, ScheduleKeyDeletion and
+  CancelKeyDeletion.
 - ``unsupported``: actions that external keys do not support, with a clear refusal.
 """
 
@@ -13,6 +15,7 @@ from hyok.kms.api.actions._services import Services
 from hyok.kms.api.actions.crypto import crypto_handlers
 from hyok.kms.api.actions.instances import instance_handlers
 from hyok.kms.api.actions.keys import key_handlers
+from hyok.kms.api.actions.lifecycle import lifecycle_handlers
 from hyok.kms.api.actions.unsupported import unsupported_handlers
 from hyok.kms.api.app import Handler
 
@@ -25,5 +28,6 @@ def build_handlers(services: Services) -> dict[str, Handler]:
     handlers.update(key_handlers(services))
     handlers.update(crypto_handlers(services))
     handlers.update(instance_handlers(services))
+    handlers.update(lifecycle_handlers(services))
     handlers.update(unsupported_handlers(services))
     return handlers
