@@ -35,7 +35,7 @@ from hyok.kms.api.errors import (
 __all__ = ["MAX_TAG_LENGTH", "Params", "check_tag"]
 
 MAX_TAG_LENGTH: Final = 128
-_TAG_TEXT: Final = re.compile(r"[A-Za-z0-9/\\_\-.+=:@]*")
+_TAG_TEXT: Final = re.compile(r"[A-Za-z0-9 /\\_\-.+=:@]*")
 _RESERVED_TAG_PREFIXES: Final = ("aliyun", "acs:")
 _INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
 # A list index is 1-based with no leading zero. Six digits bound the work on hostile input.
@@ -339,11 +339,11 @@ def check_tag(key: str, value: str, *, key_name: str, value_name: str) -> None:
     """Check a tag key and value, raising InvalidTagKeyError or InvalidTagValueError.
 
     A key has 1 to 128 characters and a value 0 to 128, from
-    ``A-Z a-z 0-9 / \\ _ - . + = : @``. A key must not start with ``aliyun`` or
+    ``A-Z a-z 0-9``, space and ``/ \\ _ - . + = : @``. A key must not start with ``aliyun`` or
     ``acs:``, which are reserved. ``key_name`` and ``value_name`` name the
     parameters in the messages.
     """
-    allowed = "letters, digits and / \\ _ - . + = : @"
+    allowed = "letters, digits, space and / \\ _ - . + = : @"
     if not 1 <= len(key) <= MAX_TAG_LENGTH or not _TAG_TEXT.fullmatch(key):
         raise InvalidTagKeyError(
             f"The tag key {shown_value(key)} in {key_name} is invalid: it must have 1 to "

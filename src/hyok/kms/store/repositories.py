@@ -102,6 +102,8 @@ _DEFAULT_PAGE = PageRequest()
 
 _ACCESS_KEY_CIPHERTEXT_COLUMN = "secret_ciphertext"
 _MAX_TAG_LENGTH: Final = 128
+MAX_TAGS_PER_KEY: Final = 20
+"""The most tags one key may carry."""
 _PROXY_CIPHERTEXT_COLUMN = "proxy_secret_ciphertext"
 # A health check of a proxy must pass again after a change of these states' settings.
 _RECHECKED_STATES: Final = frozenset(
@@ -627,6 +629,51 @@ class KeyRepository:
             .order_by(key_tags.c.tag_key)
         )
         return [(row.tag_key, row.tag_value) for row in self._connection.execute(query)]
+
+    def set_tags(self, key_id: str, tags: Sequence[tuple[str, str]]) -> None:
+        """Add tags to a key, replacing the value of each tag key it has already.
+
+        The key row is locked first, so concurrent changes cannot together
+        pass :data:`MAX_TAGS_PER_KEY`. Raises RowNotFoundError for a missing
+        key and ValidationError when the key would have too many tags.
+        """
+        _check_tag_lengths(tags)
+        if locked_row(self._connection, keys, "key_id", key_id) is None:
+            raise RowNotFoundError(f"key {key_id!r} does not exist")
+        merged = dict(self.list_tags(key_id))
+        merged.update(tags)
+        if len(merged) > MAX_TAGS_PER_KEY:
+            raise ValidationError(
+                f"key {key_id} would have {len(merged)} tags, above the maximum of "
+                f"{MAX_TAGS_PER_KEY}"
+            )
+        names = [tag_key for tag_key, _ in tags]
+        with writing(self._connection, f"tagging key {key_id!r}"):
+            self._connection.execute(
+                delete(key_tags).where(key_tags.c.key_id == key_id, key_tags.c.tag_key.in_(names))
+            )
+            if tags:
+                self._connection.execute(
+                    insert(key_tags),
+                    [
+                        {"key_id": key_id, "tag_key": tag_key, "tag_value": tag_value}
+                        for tag_key, tag_value in tags
+                    ],
+                )
+
+    def remove_tags(self, key_id: str, tag_keys: Collection[str] | None) -> int:
+        """Remove the named tags of a key (every tag for None); return how many were removed.
+
+        A tag key that the key does not have is ignored.
+        """
+        if locked_row(self._connection, keys, "key_id", key_id) is None:
+            raise RowNotFoundError(f"key {key_id!r} does not exist")
+        statement = delete(key_tags).where(key_tags.c.key_id == key_id)
+        if tag_keys is not None:
+            statement = statement.where(key_tags.c.tag_key.in_(sorted(tag_keys)))
+        with writing(self._connection, f"untagging key {key_id!r}"):
+            result = self._connection.execute(statement)
+        return int(result.rowcount)
 
     def list(
         self,

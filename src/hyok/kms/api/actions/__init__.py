@@ -6,6 +6,7 @@
 - ``instances``: the external key management instance actions (partly hyok extensions).
 - ``lifecycle``: UpdateKeyDescription, SetDeletionProtection, ScheduleKeyDeletion and
   CancelKeyDeletion.
+- ``tags``: TagResource, UntagResource, ListResourceTags and their batch forms.
 - ``unsupported``: actions that external keys do not support, with a clear refusal.
 """
 
@@ -16,6 +17,7 @@ from hyok.kms.api.actions.crypto import crypto_handlers
 from hyok.kms.api.actions.instances import instance_handlers
 from hyok.kms.api.actions.keys import key_handlers
 from hyok.kms.api.actions.lifecycle import lifecycle_handlers
+from hyok.kms.api.actions.tags import tag_handlers
 from hyok.kms.api.actions.unsupported import unsupported_handlers
 from hyok.kms.api.app import Handler
 
@@ -29,5 +31,6 @@ def build_handlers(services: Services) -> dict[str, Handler]:
     handlers.update(crypto_handlers(services))
     handlers.update(instance_handlers(services))
     handlers.update(lifecycle_handlers(services))
+    handlers.update(tag_handlers(services))
     handlers.update(unsupported_handlers(services))
     return handlers
