@@ -152,6 +152,33 @@ def test_role_lists_grant_users_and_leave_others_out(kms_stack: KmsStack) -> Non
     assert encrypt(kms_stack.sdk(), key)["KeyId"] == key
 
 
+def administered_key(stack: KmsStack) -> tuple[Any, Any, str, str]:
+    """Create a key with one administrator and one user; return their clients, key, policy."""
+    admin, admin_client = user_client(stack)
+    user, user_client_ = user_client(stack)
+    policy = build_role_policy(
+        ACCOUNT_ID,
+        KeyPolicyRoles(
+            administrators=(f"acs:ram::{ACCOUNT_ID}:user/{admin}",),
+            users=(f"acs:ram::{ACCOUNT_ID}:user/{user}",),
+        ),
+    )
+    return admin_client, user_client_, create_key(stack, policy)["KeyId"], policy
+
+
+def test_an_administrator_disables_but_cannot_encrypt(kms_stack: KmsStack) -> None:
+    admin_client, user_client_, key, _ = administered_key(kms_stack)
+
+    data = denied(lambda: encrypt(admin_client, key))
+    assert data["AccessDeniedDetail"]["AuthAction"] == "kms:Encrypt"
+    call(admin_client, "DisableKey", {"KeyId": key})
+    call(admin_client, "EnableKey", {"KeyId": key})
+
+    assert encrypt(user_client_, key)["KeyId"] == key
+    data = denied(lambda: call(user_client_, "DisableKey", {"KeyId": key}))
+    assert data["AccessDeniedDetail"]["AuthAction"] == "kms:DisableKey"
+
+
 def test_explicit_deny_in_an_identity_policy_wins(kms_stack: KmsStack) -> None:
     key = create_key(kms_stack)["KeyId"]
     name, client = user_client(kms_stack)
@@ -346,16 +373,7 @@ def test_key_policy_errors(kms_stack: KmsStack) -> None:
 
 
 def test_a_user_needs_permission_to_read_or_change_the_key_policy(kms_stack: KmsStack) -> None:
-    admin, admin_client = user_client(kms_stack)
-    user, user_client_ = user_client(kms_stack)
-    policy = build_role_policy(
-        ACCOUNT_ID,
-        KeyPolicyRoles(
-            administrators=(f"acs:ram::{ACCOUNT_ID}:user/{admin}",),
-            users=(f"acs:ram::{ACCOUNT_ID}:user/{user}",),
-        ),
-    )
-    key = create_key(kms_stack, policy)["KeyId"]
+    admin_client, user_client_, key, policy = administered_key(kms_stack)
     assert call(admin_client, "GetKeyPolicy", {"KeyId": key})["Policy"] == policy
     denied(lambda: call(user_client_, "GetKeyPolicy", {"KeyId": key}))
     denied(lambda: call(user_client_, "SetKeyPolicy", {"KeyId": key, "Policy": policy}))

@@ -119,6 +119,8 @@ def test_register_adds_commands() -> None:
         "encrypt",
         "decrypt",
         "generate-data-key",
+        "set-key-policy",
+        "get-key-policy",
         "instance",
     }
     instance = kms.commands["instance"]
@@ -130,6 +132,10 @@ def test_register_adds_commands() -> None:
         "disconnect",
         "describe",
         "list",
+        "share",
+        "unshare",
+        "shares",
+        "quota",
     }
 
 

@@ -30,6 +30,13 @@ from hyok.cli._kms_api import (
     resolve_target,
 )
 from hyok.cli.kms_instances import instance
+from hyok.cli.kms_policies import (
+    get_key_policy,
+    read_policy_file,
+    role_options,
+    role_policy,
+    set_key_policy,
+)
 from hyok.common.fileio import atomic_write
 
 __all__ = [
@@ -69,6 +76,8 @@ def register(group: click.Group) -> None:
         encrypt,
         decrypt,
         generate_data_key,
+        set_key_policy,
+        get_key_policy,
         instance,
     ):
         group.add_command(command)
@@ -178,8 +187,12 @@ def _body_without(body: dict[str, Any], *names: str) -> dict[str, Any]:
     "--policy-file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="JSON file with the key policy. Default: the account's default policy.",
+    help=(
+        "JSON file with the key policy. Default: the policy of the role options, or the "
+        "default policy without them."
+    ),
 )
+@role_options
 @api_options
 def create_key(
     *,
@@ -190,18 +203,29 @@ def create_key(
     description: str | None,
     tags: tuple[str, ...],
     policy_file: Path | None,
+    administrators: tuple[str, ...],
+    users: tuple[str, ...],
+    cross_account_users: tuple[str, ...],
 ) -> None:
     """Create a KMS key backed by an external key in your key manager.
 
     The same external key may back several KMS keys. Ciphertext stays bound
-    to the KMS key that made it.
+    to the KMS key that made it. --administrator, --user and
+    --cross-account-user (each repeatable) give the key a policy of role
+    lists in place of the default policy.
     """
     from alibabacloud_kms20160120 import models  # type: ignore[import-untyped]
 
     tag_list = [
         {"TagKey": name, "TagValue": value} for name, value in _pairs(tags, "--tag", unique=True)
     ]
-    policy = _read_policy(policy_file) if policy_file is not None else None
+    lists = (administrators, users, cross_account_users)
+    if policy_file is not None and any(lists):
+        raise click.UsageError(
+            "give either --policy-file or role options (--administrator, --user, "
+            "--cross-account-user), not both"
+        )
+    policy = read_policy_file(policy_file) if policy_file is not None else None
     target = resolve_target(connection)
     instance_id = instance_id or target.instance_id
     if instance_id is None:
@@ -217,6 +241,9 @@ def create_key(
         policy=policy,
     )
     client = KmsClient(target)
+    if policy is None:
+        policy = role_policy(client, lists)
+        request.policy = policy
     # ExternalKeyId is a hyok extension that the SDK model lacks.
     body = client.invoke(
         client.sdk.create_key_with_options,
@@ -229,27 +256,6 @@ def create_key(
     metadata = body.get("KeyMetadata") or {}
     click.echo(f"Created key {metadata.get('KeyId', '?')} in instance {instance_id}.")
     print_fields(metadata, _KEY_FIELDS_FIRST)
-
-
-def _read_policy(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise click.BadParameter(
-            f"the file {path} does not exist", param_hint="--policy-file"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise click.BadParameter(
-            f"cannot read the file {path}: {reason}", param_hint="--policy-file"
-        ) from None
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"the file {path} is not valid JSON: {exc}", param_hint="--policy-file"
-        ) from None
-    return text
 
 
 @click.command("describe-key")

@@ -5,9 +5,14 @@ connectivity, endpoint, URI path, SigV4 access key and secret, and optionally
 the proxy's TLS certificate fingerprint. Keys can do cryptography only while
 the instance is Connected.
 
-CreateKmsInstance, UpdateXkiProxyConfiguration and DisconnectKmsInstance are
-hyok extensions, sent with the SDK's generic call. ConnectKmsInstance,
-GetKmsInstance and ListKmsInstances use the SDK's typed methods.
+An owner may share an instance with other accounts of the KMS, which then
+create their own keys in it (``share``, ``unshare``, ``shares``), and set
+the instance's access management quota (``quota``).
+
+CreateKmsInstance, UpdateXkiProxyConfiguration, DisconnectKmsInstance and
+the sharing actions are hyok extensions, sent with the SDK's generic call.
+ConnectKmsInstance, GetKmsInstance, ListKmsInstances and
+GetKmsInstanceQuotaInfos use the SDK's typed methods.
 """
 
 from __future__ import annotations
@@ -124,11 +129,29 @@ def instance() -> None:
 @click.option(
     "--name", default=None, help="Name of the instance, 1 to 128 characters. Default: its ID."
 )
+@click.option(
+    "--share-quota",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help=(
+        "Access management quota: how many other accounts the key policies of the instance "
+        "may grant, 0 to 1000. Default: 10."
+    ),
+)
 @api_options
-def create(*, connection: ConnectionOptions, output: OutputFormat, name: str | None) -> None:
+def create(
+    *,
+    connection: ConnectionOptions,
+    output: OutputFormat,
+    name: str | None,
+    share_quota: int | None,
+) -> None:
     """Create an external key management instance, not yet bound to a proxy."""
     client = KmsClient(resolve_target(connection))
-    body = client.call("CreateKmsInstance", {"InstanceName": name} if name else {})
+    query = {"InstanceName": name} if name else {}
+    if share_quota is not None:
+        query["ShareQuota"] = str(share_quota)
+    body = client.call("CreateKmsInstance", query)
     if output is OutputFormat.JSON:
         print_json(body)
         return
@@ -417,7 +440,110 @@ def list_instances(
         click.echo("No instances found. Create one with 'hyok kms instance create'.")
         return
     rows = [
-        [str(item.get("KmsInstanceId", "")), str(item.get("KmsInstanceArn", ""))]
+        [
+            str(item.get("KmsInstanceId", "")),
+            str(item.get("KmsInstanceArn", "")),
+            f"shared by {item.get('OwnerAccountId', '?')}" if item.get("Shared") else "owned",
+        ]
         for item in instances
     ]
-    print_table(page_title("KMS instances", body, len(instances)), ("Instance ID", "ARN"), rows)
+    print_table(
+        page_title("KMS instances", body, len(instances)), ("Instance ID", "ARN", "Access"), rows
+    )
+
+
+# Sharing and the access management quota.
+
+
+@instance.command()
+@click.argument("instance_id", metavar="ID")
+@click.argument("account_id", metavar="ACCOUNT")
+@api_options
+def share(
+    *, connection: ConnectionOptions, output: OutputFormat, instance_id: str, account_id: str
+) -> None:
+    """Share an instance with another account, which may then create its keys in it."""
+    client = KmsClient(resolve_target(connection))
+    body = client.call("ShareKmsInstance", {"KmsInstanceId": instance_id, "AccountId": account_id})
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    click.echo(f"Shared instance {instance_id} with account {account_id}.")
+
+
+@instance.command()
+@click.argument("instance_id", metavar="ID")
+@click.argument("account_id", metavar="ACCOUNT")
+@api_options
+def unshare(
+    *, connection: ConnectionOptions, output: OutputFormat, instance_id: str, account_id: str
+) -> None:
+    """Stop sharing an instance with an account. Refused while the account has keys in it."""
+    client = KmsClient(resolve_target(connection))
+    query = {"KmsInstanceId": instance_id, "AccountId": account_id}
+    body = client.call("UnshareKmsInstance", query)
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    click.echo(f"Instance {instance_id} is no longer shared with account {account_id}.")
+
+
+@instance.command()
+@click.argument("instance_id", metavar="ID")
+@api_options
+def shares(*, connection: ConnectionOptions, output: OutputFormat, instance_id: str) -> None:
+    """List the accounts an instance is shared with, and their key counts."""
+    client = KmsClient(resolve_target(connection))
+    body = client.call("ListKmsInstanceShares", {"KmsInstanceId": instance_id})
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    members = (body.get("Shares") or {}).get("Share") or []
+    if not members:
+        click.echo(
+            f"Instance {instance_id} is not shared. Share it with 'hyok kms instance share'."
+        )
+        return
+    rows = [
+        [str(item.get("AccountId", "")), str(item.get("ShareTime", "")), str(item.get("KeyNum"))]
+        for item in members
+    ]
+    title = f"Accounts instance {instance_id} is shared with"
+    print_table(title, ("Account", "Since", "Keys"), rows)
+
+
+@instance.command()
+@click.argument("instance_id", metavar="ID")
+@click.option(
+    "--set",
+    "new_quota",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="Set the quota to this many accounts (0 to 1000) before showing it.",
+)
+@api_options
+def quota(
+    *, connection: ConnectionOptions, output: OutputFormat, instance_id: str, new_quota: int | None
+) -> None:
+    """Show (or set) the access management quota: other accounts that key policies may grant.
+
+    A revoked account keeps counting for 5 minutes after its last grant ends.
+    """
+    from alibabacloud_kms20160120 import models
+
+    client = KmsClient(resolve_target(connection))
+    if new_quota is not None:
+        query = {"KmsInstanceId": instance_id, "ShareQuota": str(new_quota)}
+        client.call("UpdateKmsInstanceShareQuota", query)
+    body = client.invoke(
+        client.sdk.get_kms_instance_quota_infos_with_options,
+        models.GetKmsInstanceQuotaInfosRequest(kms_instance_id=instance_id, resource_type="share"),
+    )
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    for info in body.get("KmsInstanceQuotaInfos") or []:
+        click.echo(
+            f"Instance {instance_id}: {info.get('UsedQuantity')} of {info.get('ResourceQuota')} "
+            "accounts of the access management quota in use."
+        )

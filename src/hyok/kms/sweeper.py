@@ -119,4 +119,13 @@ def _due(store: KmsStore, now: datetime) -> tuple[str, ...]:
 
 def _delete(store: KmsStore, key_id: str, now: datetime) -> bool:
     with store.session() as session:
-        return session.keys.delete_if_due(key_id, now)
+        key = session.keys.get(key_id)
+        if key is None:
+            return False
+        # Deleting the key deletes its grant rows, so read them first: the
+        # foreign accounts keep their quota units for 5 more minutes.
+        grants = session.sharing.key_grants(key_id)
+        deleted = session.keys.delete_if_due(key_id, now)
+        if deleted and grants:
+            session.sharing.record_revocations(key.instance_id, grants, now)
+        return deleted

@@ -14,6 +14,7 @@ code ``UnsupportedOperation`` (400), not the XKS error of the same name in
         ├── MissingParameterError               400 MissingParameter
         ├── DuplicateTagKeyError                400 Duplicate.TagKey
         ├── UnsupportedOperationError           400 UnsupportedOperation
+        ├── RejectedShareQuotaExceedLimitError  400 Rejected.ShareQuotaExceedLimit
         ├── ForbiddenNoPermissionError          403 Forbidden.NoPermission
         ├── ForbiddenInstanceNotFoundError      403 Forbidden.DKMSInstanceNotFound
         ├── ForbiddenInstanceStateInvalidError  403 Forbidden.DKMSInstanceStateInvalid
@@ -25,6 +26,7 @@ code ``UnsupportedOperation`` (400), not the XKS error of the same name in
         ├── RejectedPendingDeletionError        409 Rejected.PendingDeletion
         ├── RejectedUnavailableError            409 Rejected.Unavailable
         ├── RejectedStateModifiedFailedError    409 Rejected.StateModifiedFailed
+        ├── DeleteConflictShareKeyError         409 DeleteConflict.KmsInstanceShare.Key
         ├── DryRunOperationError                412 DryRunOperationError
         ├── RejectedThrottlingError             429 Rejected.Throttling
         ├── InternalFailureError                500 InternalFailure
@@ -56,6 +58,7 @@ from hyok.kms.xki_client import (
 
 __all__ = [
     "PROXY_THROTTLING_RETRY_AFTER_MS",
+    "DeleteConflictShareKeyError",
     "DryRunOperationError",
     "DuplicateTagKeyError",
     "ForbiddenAliasNotFoundError",
@@ -73,6 +76,7 @@ __all__ = [
     "MissingParameterError",
     "RejectedDisabledError",
     "RejectedPendingDeletionError",
+    "RejectedShareQuotaExceedLimitError",
     "RejectedStateModifiedFailedError",
     "RejectedThrottlingError",
     "RejectedUnavailableError",
@@ -143,6 +147,13 @@ class UnsupportedOperationError(KmsError):
     """An operation that is not valid for this key, such as rotation of an external key."""
 
     code = "UnsupportedOperation"
+    http_status = 400
+
+
+class RejectedShareQuotaExceedLimitError(KmsError):
+    """A key policy that would grant more foreign accounts than the instance's quota allows."""
+
+    code = "Rejected.ShareQuotaExceedLimit"
     http_status = 400
 
 
@@ -241,6 +252,16 @@ class RejectedStateModifiedFailedError(KmsError):
     """A key state change that the key's current state does not allow."""
 
     code = "Rejected.StateModifiedFailed"
+    http_status = 409
+
+
+class DeleteConflictShareKeyError(KmsError):
+    """An instance share that cannot end because the member still has keys in the instance.
+
+    The code is a hyok extension, in the form of RAM's ``DeleteConflict`` codes.
+    """
+
+    code = "DeleteConflict.KmsInstanceShare.Key"
     http_status = 409
 
 

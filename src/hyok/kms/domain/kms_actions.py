@@ -141,6 +141,10 @@ _INSTANCE: Final = (
     "DisconnectKmsInstance",
     "UpdateXkiProxyConfiguration",
     "GetKmsInstanceQuotaInfos",
+    "ShareKmsInstance",
+    "UnshareKmsInstance",
+    "ListKmsInstanceShares",
+    "UpdateKmsInstanceShareQuota",
 )
 
 KMS_ACTIONS: Final[Mapping[str, ActionAuthorization]] = MappingProxyType(

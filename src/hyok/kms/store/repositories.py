@@ -79,6 +79,7 @@ from hyok.kms.store.ram_repositories import (
     StsCredentialRepository,
 )
 from hyok.kms.store.secretbox import SecretBox
+from hyok.kms.store.sharing import InstanceSharingRepository
 from hyok.kms.store.tables import (
     access_keys,
     accounts,
@@ -817,6 +818,7 @@ class StoreSession:
         self.access_keys = AccessKeyRepository(connection, secretbox)
         self.instances = InstanceRepository(connection, secretbox)
         self.keys = KeyRepository(connection)
+        self.sharing = InstanceSharingRepository(connection)
         self.ram_users = RamUserRepository(connection)
         self.ram_roles = RamRoleRepository(connection)
         self.ram_policies = RamPolicyRepository(connection)

@@ -72,6 +72,7 @@ from hyok.kms.domain.ram import (
     MAX_ROLE_SESSION_DURATION,
     MIN_ROLE_SESSION_DURATION,
 )
+from hyok.kms.domain.share_quota import MAX_SHARE_QUOTA
 from hyok.kms.domain.trust_policy import MAX_TRUST_POLICY_LENGTH
 
 __all__ = [
@@ -81,7 +82,11 @@ __all__ = [
     "UtcDateTime",
     "access_keys",
     "accounts",
+    "instance_quota_releases",
+    "instance_share_quotas",
+    "instance_shares",
     "instances",
+    "key_grant_accounts",
     "key_tags",
     "key_versions",
     "keys",
@@ -548,6 +553,111 @@ key_tags = Table(
         "ck_key_tags_tag_value",
         "length(tag_value) <= 128",
         "a tag value must have at most 128 characters",
+    ),
+)
+
+
+# --- Shared instances and the access management quota ---------------------------------
+
+instance_shares = Table(
+    "instance_shares",
+    metadata,
+    Column("instance_id", String(64), nullable=False),
+    # The member account that the owner shares the instance with.
+    Column("account_id", String(16), nullable=False),
+    Column("shared_at", UtcDateTime(), nullable=False),
+    _primary_key(
+        "instance_shares",
+        ["instance_id", "account_id"],
+        "a share of this instance with this account",
+    ),
+    _foreign_key(
+        "fk_instance_shares_instance_id",
+        ["instance_id"],
+        ["instances.instance_id"],
+        "instance",
+        ondelete="CASCADE",
+    ),
+    _foreign_key(
+        "fk_instance_shares_account_id", ["account_id"], ["accounts.account_id"], "account"
+    ),
+    Index("ix_instance_shares_account_id", "account_id"),
+)
+
+instance_share_quotas = Table(
+    "instance_share_quotas",
+    metadata,
+    Column("instance_id", String(64), nullable=False),
+    Column("share_quota", Integer(), nullable=False),
+    _primary_key("instance_share_quotas", ["instance_id"], "a quota of this instance"),
+    _foreign_key(
+        "fk_instance_share_quotas_instance_id",
+        ["instance_id"],
+        ["instances.instance_id"],
+        "instance",
+        ondelete="CASCADE",
+    ),
+    _check(
+        "ck_instance_share_quotas_share_quota",
+        f"share_quota BETWEEN 0 AND {MAX_SHARE_QUOTA}",
+        f"the access management quota must be 0 to {MAX_SHARE_QUOTA}",
+    ),
+)
+
+# One row for each foreign account that a key's policy grants (see
+# hyok.kms.domain.share_quota). instance_id repeats the key's instance, so
+# that counting the accounts of an instance reads one index.
+key_grant_accounts = Table(
+    "key_grant_accounts",
+    metadata,
+    Column("key_id", String(128), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    _primary_key(
+        "key_grant_accounts", ["key_id", "account_id"], "a grant of this key to this account"
+    ),
+    _foreign_key(
+        "fk_key_grant_accounts_key_id", ["key_id"], ["keys.key_id"], "key", ondelete="CASCADE"
+    ),
+    _foreign_key(
+        "fk_key_grant_accounts_instance_id",
+        ["instance_id"],
+        ["instances.instance_id"],
+        "instance",
+        ondelete="CASCADE",
+    ),
+    _check(
+        "ck_key_grant_accounts_account_id",
+        _account_id("account_id"),
+        "an account ID must have 12 to 16 digits",
+    ),
+    Index("ix_key_grant_accounts_instance_id_account_id", "instance_id", "account_id"),
+)
+
+# A foreign account whose last grant in an instance was revoked, and when:
+# it keeps its unit of the quota for 5 minutes after revoked_at.
+instance_quota_releases = Table(
+    "instance_quota_releases",
+    metadata,
+    Column("instance_id", String(64), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=False),
+    _primary_key(
+        "instance_quota_releases",
+        ["instance_id", "account_id"],
+        "a revoked grant of this instance to this account",
+    ),
+    _foreign_key(
+        "fk_instance_quota_releases_instance_id",
+        ["instance_id"],
+        ["instances.instance_id"],
+        "instance",
+        ondelete="CASCADE",
+    ),
+    _check(
+        "ck_instance_quota_releases_account_id",
+        _account_id("account_id"),
+        "an account ID must have 12 to 16 digits",
     ),
 )
 

@@ -8,8 +8,11 @@ and DisconnectKmsInstance. GetKmsInstance also returns extension fields
 ``KmsInstanceArn``). docs/api.md documents every parameter, field and error.
 
 An instance belongs to the account of the caller's AccessKey and to this
-KMS's region. Any other instance ID, like an unknown one, gets
-``Forbidden.DKMSInstanceNotFound``.
+KMS's region. Its owner may share it with other accounts (the actions of
+:mod:`hyok.kms.api.actions.sharing`, served here too): a member sees it and
+creates keys in it, but only the owner may change it, and a member's attempt
+gets ``Forbidden.NoPermission``. Any other instance ID, like an unknown one,
+gets ``Forbidden.DKMSInstanceNotFound``.
 
 The proxy's secret access key is stored encrypted, never returned, and never
 written to a log or an error message.
@@ -27,6 +30,12 @@ from hyok.common.errors import ValidationError
 from hyok.common.secrets import Secret
 from hyok.kms.api.actions._lookup import instance_id_parameter, principal_arn
 from hyok.kms.api.actions._services import Services, bind_actions
+from hyok.kms.api.actions.sharing import (
+    QUOTA_PARAMETER,
+    share_quota_parameter,
+    sharing_actions,
+    visible_instance,
+)
 from hyok.kms.api.app import CallContext, Handler
 from hyok.kms.api.errors import (
     ForbiddenInstanceNotFoundError,
@@ -45,10 +54,12 @@ from hyok.kms.domain import (
     InstanceErrorReason,
     InstanceStatus,
     PageRequest,
+    instance_arn,
     new_instance_id,
 )
 from hyok.kms.health import HealthOutcome, check_proxy, log_transition, record_outcome
 from hyok.kms.store import KmsStore, RowNotFoundError
+from hyok.kms.store.sharing import VisibleInstance
 from hyok.kms.xki_client import Connectivity as BindingConnectivity
 from hyok.kms.xki_client import ProxyBinding, ProxyBindingError
 
@@ -296,40 +307,29 @@ def _not_found(ctx: CallContext, services: Services, instance_id: str) -> Except
     )
 
 
-def _owned(
-    instance: Instance | None, ctx: CallContext, services: Services, instance_id: str
-) -> Instance:
-    """Return the instance if it belongs to the caller's account and this region."""
-    if (
-        instance is None
-        or instance.account_id != ctx.account_id
-        or instance.region != services.region
-    ):
-        raise _not_found(ctx, services, instance_id)
-    return instance
-
-
 def _load_owned(services: Services, ctx: CallContext, instance_id: str) -> Instance:
     with services.store.session(read_only=True) as session:
-        return _owned(session.instances.get(instance_id), ctx, services, instance_id)
+        return visible_instance(session, ctx, services, instance_id, owner_only=True)
 
 
 def _load_described(services: Services, ctx: CallContext, instance_id: str) -> tuple[Instance, int]:
     with services.store.session(read_only=True) as session:
-        instance = _owned(session.instances.get(instance_id), ctx, services, instance_id)
+        instance = visible_instance(session, ctx, services, instance_id, owner_only=False)
         return instance, session.instances.count_keys(instance_id)
 
 
-def _create(store: KmsStore, instance: Instance) -> None:
+def _create(store: KmsStore, instance: Instance, share_quota: int | None) -> None:
     with store.session() as session:
         session.instances.create(instance)
+        if share_quota is not None:
+            session.sharing.set_quota(instance.instance_id, share_quota)
 
 
 def _update(
     services: Services, ctx: CallContext, instance_id: str, settings: _ProxySettings
 ) -> tuple[Instance, Instance]:
     with services.store.session() as session:
-        before = _owned(session.instances.get(instance_id), ctx, services, instance_id)
+        before = visible_instance(session, ctx, services, instance_id, owner_only=True)
         try:
             after = session.instances.update_proxy_configuration(
                 instance_id,
@@ -355,7 +355,7 @@ def _set_status(
     services: Services, ctx: CallContext, instance_id: str, status: InstanceStatus
 ) -> tuple[Instance, Instance]:
     with services.store.session() as session:
-        before = _owned(session.instances.get(instance_id), ctx, services, instance_id)
+        before = visible_instance(session, ctx, services, instance_id, owner_only=True)
         try:
             after = session.instances.update_status(instance_id, status)
         except RowNotFoundError:
@@ -368,9 +368,11 @@ def _start_connecting(store: KmsStore, instance: Instance) -> Instance | None:
         return session.instances.update_status_if_unchanged(instance, InstanceStatus.CONNECTING)
 
 
-def _list(services: Services, ctx: CallContext, page: PageRequest) -> tuple[list[Instance], int]:
+def _list(
+    services: Services, ctx: CallContext, page: PageRequest
+) -> tuple[list[VisibleInstance], int]:
     with services.store.session(read_only=True) as session:
-        found = session.instances.list(ctx.account_id, page, region=services.region)
+        found = session.sharing.list_visible(ctx.account_id, services.region, page)
     return list(found.items), found.total_count
 
 
@@ -381,8 +383,12 @@ def _format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _describe(instance: Instance, key_count: int) -> dict[str, Any]:
-    """Build the ``KmsInstance`` object of GetKmsInstance, with hyok's extension fields."""
+def _describe(instance: Instance, key_count: int, caller_account: str) -> dict[str, Any]:
+    """Build the ``KmsInstance`` object of GetKmsInstance, with hyok's extension fields.
+
+    A member of a shared instance does not see the proxy settings.
+    """
+    owner = instance.account_id == caller_account
     described: dict[str, Any] = {
         "InstanceId": instance.instance_id,
         "InstanceName": instance.name,
@@ -393,8 +399,10 @@ def _describe(instance: Instance, key_count: int) -> dict[str, Any]:
         "VpcNum": 0,
         "ProductType": PRODUCT_TYPE,
         "KmsInstanceArn": instance.arn,
+        "OwnerAccountId": instance.account_id,
+        "Shared": not owner,
     }
-    if instance.configured:
+    if instance.configured and owner:
         proxy: dict[str, str] = {
             "Connectivity": _CONNECTIVITY_NAMES[instance.connectivity],
             "UriEndpoint": instance.proxy_endpoint or "",
@@ -439,6 +447,7 @@ async def create_kms_instance(
         )
     configured = any(parameter in params for parameter in _PROXY_PARAMETERS)
     settings = _proxy_settings(services, params) if configured else None
+    share_quota = share_quota_parameter(params)
 
     instance_id = new_instance_id()
     try:
@@ -452,13 +461,15 @@ async def create_kms_instance(
         )
     except ValidationError as exc:
         raise InvalidParameterError(f"The instance settings are invalid: {exc.message}.") from None
-    await services.run(_create, services.store, instance)
+    await services.run(_create, services.store, instance, share_quota)
     logger.info(
-        "instance %s created in account %s region %s, proxy configured: %s",
+        "instance %s created in account %s region %s, proxy configured: %s, %s: %s",
         instance_id,
         ctx.account_id,
         services.region,
         "yes" if instance.configured else "no",
+        QUOTA_PARAMETER,
+        "default" if share_quota is None else share_quota,
     )
     return {"KmsInstanceId": instance_id, "KmsInstanceArn": instance.arn}
 
@@ -542,7 +553,7 @@ async def disconnect_kms_instance(
 async def get_kms_instance(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
     instance_id = _instance_id(params)
     instance, key_count = await services.run(_load_described, services, ctx, instance_id)
-    return {"KmsInstance": _describe(instance, key_count)}
+    return {"KmsInstance": _describe(instance, key_count, ctx.account_id)}
 
 
 async def list_kms_instances(
@@ -554,7 +565,14 @@ async def list_kms_instances(
     return {
         "KmsInstances": {
             "KmsInstance": [
-                {"KmsInstanceId": instance.instance_id, "KmsInstanceArn": instance.arn}
+                {
+                    "KmsInstanceId": instance.instance_id,
+                    "KmsInstanceArn": instance_arn(
+                        instance.region, instance.owner_account_id, instance.instance_id
+                    ),
+                    "OwnerAccountId": instance.owner_account_id,
+                    "Shared": instance.owner_account_id != ctx.account_id,
+                }
                 for instance in items
             ]
         },
@@ -575,5 +593,6 @@ def instance_handlers(services: Services) -> dict[str, Handler]:
             "DisconnectKmsInstance": disconnect_kms_instance,
             "GetKmsInstance": get_kms_instance,
             "ListKmsInstances": list_kms_instances,
+            **sharing_actions(),
         },
     )

@@ -23,6 +23,7 @@ from hyok.kms.api.actions._lookup import (
     request_metadata,
     require_connected,
 )
+from hyok.kms.api.actions._quota import insert_key_within_quota, replace_policy_within_quota
 from hyok.kms.api.actions._services import Services, bind_actions
 from hyok.kms.api.app import CallContext, Handler
 from hyok.kms.api.errors import (
@@ -57,7 +58,7 @@ from hyok.kms.domain import (
     new_key_version_id,
 )
 from hyok.kms.domain.key_policy import build_default_policy
-from hyok.kms.domain.policy_document import parse_policy
+from hyok.kms.domain.policy_document import PolicyDocument, parse_policy
 from hyok.kms.domain.policy_errors import PolicyDocumentError, PolicyKind
 from hyok.kms.store import KmsStore, StaleStateError
 from hyok.kms.xki_client import ExternalKeyStatus, ProxyError, ProxyRejectedError
@@ -166,18 +167,17 @@ def _check_create_options(params: Params) -> None:
         )
 
 
-def _policy(params: Params) -> str | None:
+def _policy(params: Params) -> PolicyDocument | None:
     """Return the checked Policy parameter, or None when the request has none."""
     text = params.optional_str("Policy", max_length=MAX_POLICY_BYTES)
     if text is None:
         return None
     try:
-        parse_policy(text, PolicyKind.KEY)
+        return parse_policy(text, PolicyKind.KEY)
     except PolicyDocumentError as exc:
         raise InvalidParameterError(
             f"The parameter Policy is not a valid key policy: {exc.message}", parameter="Policy"
         ) from None
-    return text
 
 
 def _external_key_id(params: Params) -> str:
@@ -194,16 +194,13 @@ def _external_key_id(params: Params) -> str:
     return value
 
 
-def _load_instance(store: KmsStore, instance_id: str) -> Instance | None:
+def _load_instance(store: KmsStore, instance_id: str, account_id: str) -> Instance | None:
+    """Return the instance if the account owns it or it is shared with the account."""
     with store.session(read_only=True) as session:
-        return session.instances.get(instance_id)
-
-
-def _insert_key(
-    store: KmsStore, key: Key, version: KeyVersion, tags: list[tuple[str, str]]
-) -> None:
-    with store.session() as session:
-        session.keys.create(key, version, tags=tags)
+        instance = session.instances.get(instance_id)
+        if instance is None or instance.account_id == account_id:
+            return instance
+        return instance if session.sharing.is_member(instance_id, account_id) else None
 
 
 async def _check_external_key(
@@ -252,20 +249,20 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
     tags = params.tags_json("Tags") or []
     policy = _policy(params)
 
-    instance = await services.run(_load_instance, services.store, instance_id)
-    if (
-        instance is None
-        or instance.account_id != ctx.account_id
-        or instance.region != services.region
-    ):
+    # A member of a shared instance may create keys in it; the key belongs to the member.
+    instance = await services.run(_load_instance, services.store, instance_id, ctx.account_id)
+    if instance is None or instance.region != services.region:
         raise ForbiddenInstanceNotFoundError(
             f"The instance {instance_id} is not found in account {ctx.account_id} in region "
-            f"{services.region}. Check the ID with ListKmsInstances."
+            f"{services.region}, and is not shared with it. Check the ID with ListKmsInstances."
         )
     require_connected(instance, "The key cannot be created because instance")
     if policy is None:
-        policy = build_default_policy(
-            creator_account=ctx.account_id, instance_owner=instance.account_id
+        policy = parse_policy(
+            build_default_policy(
+                creator_account=ctx.account_id, instance_owner=instance.account_id
+            ),
+            PolicyKind.KEY,
         )
     await _check_external_key(services, ctx, instance, external_key_id)
 
@@ -285,12 +282,12 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
             creator=ctx.account_id,
             created_at=now,
             primary_key_version_id=version_id,
-            policy=policy,
+            policy=policy.text,
         )
     except ValidationError as exc:
         raise InvalidParameterError(f"The key cannot be created: {exc.message}.") from None
     version = KeyVersion(key_id=key_id, key_version_id=version_id, created_at=now)
-    await services.run(_insert_key, services.store, key, version, tags)
+    await services.run(insert_key_within_quota, services.store, key, version, tags, policy, now)
     return {"KeyMetadata": describe_key_metadata(key)}
 
 
@@ -479,11 +476,6 @@ def _check_policy_name(params: Params) -> None:
         )
 
 
-def _set_policy(store: KmsStore, key_id: str, policy: str) -> None:
-    with store.session() as session:
-        session.keys.update_policy(key_id, policy)
-
-
 async def set_key_policy(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
     _check_policy_name(params)
     policy = _policy(params)
@@ -491,7 +483,9 @@ async def set_key_policy(services: Services, ctx: CallContext, params: Params) -
         raise MissingParameterError("Policy")
     found = await find_key(services, ctx, params)
     try:
-        await services.run(_set_policy, services.store, found.key.key_id, policy)
+        await services.run(
+            replace_policy_within_quota, services.store, found.key, policy, services.clock()
+        )
     finally:
         services.keys.forget_key(found.key.key_id)
     logger.info("key %s policy replaced (request %s)", found.key.key_id, ctx.request_id)
