@@ -37,6 +37,7 @@ from hyok.common.tls import CertificateBundle, create_ca, issue_server_certifica
 from hyok.kmi.base import KeyUsage
 from hyok.kms.api.actions import Services, build_handlers
 from hyok.kms.api.app import KmsApp
+from hyok.kms.audit import KmsAuditTrail
 from hyok.kms.domain import (
     AccessKey,
     Account,
@@ -98,6 +99,8 @@ class KmsStack:
     database: str
     peer_ca: CertificateBundle
     """A CA that the KMS trusts for proxy certificates, for scripted proxies of tests."""
+    audit_path: Path
+    """The KMS's audit trail (hyok.kms.audit)."""
 
     def sdk(self, *, other_account: bool = False, **config: Any) -> Client:
         """An SDK client of the KMS, signing as the account (or the other account)."""
@@ -251,12 +254,16 @@ def kms_stack(
             proxies=ProxyPool(ProxyNetwork(ca_file=trust_file, timeout=2.0)),
             region=REGION,
         )
+        audit_path = directory / "audit" / "kms-audit.jsonl"
+        trail = KmsAuditTrail(audit_path)
+        stack.callback(trail.close)
         app = KmsApp(
             store,
             region=REGION,
             handlers=build_handlers(services),
             on_shutdown=[services.proxies.aclose],
             on_identity_change=services.access.forget,
+            audit=trail.record,
         )
         url = stack.enter_context(
             serve_tls(
@@ -286,4 +293,5 @@ def kms_stack(
             instance_id=instance_id,
             database=request.param,
             peer_ca=peer_ca,
+            audit_path=audit_path,
         )

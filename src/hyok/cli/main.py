@@ -20,7 +20,7 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each subcommand module can import this one.
-    from hyok.cli import kmi, kms, kms_calls, ram, up, xki
+    from hyok.cli import kmi, kms, kms_audit, kms_calls, ram, up, xki
 
     cli.add_command(up.up)
     cli.add_command(kms.kms)
@@ -29,6 +29,7 @@ def _register() -> None:
     cli.add_command(ram.ram)
     cli.add_command(ram.sts)
     kms_calls.register(kms.kms)
+    kms.kms.add_command(kms_audit.audit)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from hyok.common.errors import HyokError
 from hyok.common.tls import client_ssl_context, server_ssl_context
 from hyok.kms.api.actions import Services, build_handlers
 from hyok.kms.api.app import KmsApp
+from hyok.kms.audit import KmsAuditTrail
 from hyok.kms.bootstrap import open_store
 from hyok.kms.health import InstanceHealthMonitor
 from hyok.kms.http11 import KmsHttpProtocol
@@ -95,7 +96,17 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
     )
     services = Services(store=store, proxies=pool, region=settings.region, executor=executor)
     monitor = InstanceHealthMonitor(services, settings.health.interval_seconds)
+    try:
+        audit = KmsAuditTrail(settings.audit.path)
+    except OSError as exc:
+        raise StartupError(
+            f"the audit trail {settings.audit.path} cannot be opened for appending "
+            f"({exc.strerror}): fix its directory's permissions or set [audit] path"
+        ) from exc
     sweeper = KeyDeletionSweeper(services)
+
+    async def close_audit() -> None:
+        audit.close()
 
     async def close_store() -> None:
         executor.shutdown(wait=True)
@@ -114,8 +125,9 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
         max_body_bytes=settings.server.max_body_bytes,
         executor=executor,
         on_startup=[monitor.start, sweeper.start],
-        on_shutdown=[monitor.stop, sweeper.stop, pool.aclose, close_store],
+        on_shutdown=[monitor.stop, sweeper.stop, pool.aclose, close_store, close_audit],
         on_identity_change=services.access.forget,
+        audit=audit.record,
     )
 
 

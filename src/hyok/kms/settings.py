@@ -254,6 +254,13 @@ class HealthSettings(_Model):
     interval_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
 
 
+class AuditSettings(_Model):
+    """Where the KMS appends its hash-chained audit trail (see hyok.kms.audit)."""
+
+    # Relative to the configuration file's directory.
+    path: Path = Path("audit/kms-audit.jsonl")
+
+
 class KmsSettings(_Model):
     """The whole KMS configuration."""
 
@@ -263,6 +270,7 @@ class KmsSettings(_Model):
     database: DatabaseSettings = DatabaseSettings()
     proxy: ProxySettings = ProxySettings()
     health: HealthSettings = HealthSettings()
+    audit: AuditSettings = AuditSettings()
     # The file these settings came from; set by load_settings.
     source: Path | None = None
 
@@ -344,12 +352,14 @@ def _absolute(settings: KmsSettings, base: Path, source: Path) -> KmsSettings:
         update={"url": _resolve_database_url(settings.database.url, base)}
     )
     proxy = settings.proxy.model_copy(update={"ca_file": _resolve(settings.proxy.ca_file, base)})
+    audit = settings.audit.model_copy(update={"path": _resolve(settings.audit.path, base)})
     return settings.model_copy(
         update={
             "server": server,
             "root_key": root_key,
             "database": database,
             "proxy": proxy,
+            "audit": audit,
             "source": source,
         }
     )

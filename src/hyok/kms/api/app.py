@@ -90,6 +90,7 @@ from hyok.kms.api.errors import (
 )
 from hyok.kms.api.params import Params
 from hyok.kms.api.ram import RAM_API_VERSION, STS_API_VERSION, ram_handlers, sts_handlers
+from hyok.kms.audit import AuditEvent
 from hyok.kms.domain import AccessKeyStatus
 from hyok.kms.domain.policy_principals import CallerKind, RamIdentity
 from hyok.kms.domain.ram import STS_ACCESS_KEY_PREFIX, security_token_hash
@@ -141,8 +142,9 @@ class CallContext:
     string when the server does not report it. ``principal`` is the identity
     that signed: the account root, a RAM user, or a RAM role for STS
     credentials, whose session name is ``session_name`` (None otherwise).
-    ``action`` is the API action, ``secure_transport`` whether the request came over TLS, and
-    ``authorized`` collects the ``kms:`` permissions checked so far.
+    ``action`` is the API action, ``secure_transport`` whether the request came over TLS,
+    ``authorized`` collects the ``kms:`` permissions checked so far, and
+    ``resources`` the key IDs the request named, for the audit trail.
     """
 
     request_id: str
@@ -155,6 +157,7 @@ class CallContext:
     action: str = ""
     secure_transport: bool = True
     authorized: list[str] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)
 
     @property
     def principal_arn(self) -> str:
@@ -349,13 +352,26 @@ class _NotCachedError(Exception):
 
 
 class _Outcome:
-    """The action and access key ID that the log line of one request reports."""
+    """What the log line and the audit event of one request report."""
 
-    __slots__ = ("access_key_id", "action")
+    __slots__ = (
+        "access_key_id",
+        "account_id",
+        "action",
+        "authenticated",
+        "key_ids",
+        "principal",
+        "version",
+    )
 
     def __init__(self) -> None:
         self.action = "-"
         self.access_key_id = "-"
+        self.account_id = "-"
+        self.principal = "-"
+        self.version = "-"
+        self.authenticated = False
+        self.key_ids: list[str] = []
 
 
 class KmsApp:
@@ -378,6 +394,8 @@ class KmsApp:
     does not serve. A shutdown hook that raises is logged, and the later
     hooks still run. ``on_identity_change`` runs after every successful RAM
     action, so that caches of identity policies drop what may have changed.
+    ``audit`` receives an :class:`~hyok.kms.audit.AuditEvent` for every
+    request, after its response is sent.
     """
 
     def __init__(
@@ -398,6 +416,7 @@ class KmsApp:
         on_startup: Sequence[LifespanHook] = (),
         on_shutdown: Sequence[LifespanHook] = (),
         on_identity_change: Callable[[], None] | None = None,
+        audit: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         if max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must be 0 or more, got {max_body_bytes}")
@@ -439,6 +458,7 @@ class KmsApp:
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         self._on_identity_change = on_identity_change
+        self._audit = audit
 
     def __repr__(self) -> str:
         return f"KmsApp(region={self.region!r}, actions={len(self.handlers)})"
@@ -520,6 +540,7 @@ class KmsApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+        latency_ms = (time.perf_counter() - started) * 1000
         logger.info(
             "kms request action=%s status=%d code=%s request_id=%s access_key_id=%s "
             "latency_ms=%.1f",
@@ -528,8 +549,25 @@ class KmsApp:
             code,
             request_id,
             outcome.access_key_id,
-            (time.perf_counter() - started) * 1000,
+            latency_ms,
         )
+        if self._audit is not None:
+            client = scope.get("client")
+            self._audit(
+                AuditEvent(
+                    request_id=request_id,
+                    account_id=outcome.account_id,
+                    principal=outcome.principal,
+                    access_key_id=outcome.access_key_id,
+                    source_ip=str(client[0]) if client else "",
+                    version=outcome.version,
+                    action=outcome.action,
+                    key_ids=outcome.key_ids,
+                    outcome=_outcome_name(code, outcome.authenticated),
+                    code=code,
+                    latency_ms=latency_ms,
+                )
+            )
 
     def _error(self, request_id: str, exc: RequestError) -> responses.Response:
         return responses.error(
@@ -567,6 +605,9 @@ class KmsApp:
                 "the AccessKey that signed the request is not found: sign with an active AccessKey",
             )
         _check_security_token(signer, caller.security_token)
+        outcome.authenticated = True
+        outcome.account_id = signer.account_id
+        outcome.version = caller.version
 
         handlers = self._versions.get(caller.version)
         if handlers is None:
@@ -596,7 +637,9 @@ class KmsApp:
             session_name=signer.session_name,
             action=caller.action,
             secure_transport=scope.get("scheme") == "https",
+            resources=outcome.key_ids,
         )
+        outcome.principal = context.principal_arn
         result = await handler(context, Params(caller.parameters))
         if caller.version == RAM_API_VERSION and self._on_identity_change is not None:
             # Any RAM change may change what a caller is allowed; drop what was cached.
@@ -643,6 +686,20 @@ class KmsApp:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+_DENIED_CODES: Final = frozenset({"Forbidden.NoPermission", "NoPermission"})
+
+
+def _outcome_name(code: str, authenticated: bool) -> str:
+    """The audit outcome of a request that ended with ``code``."""
+    if code == "OK":
+        return "success"
+    if not authenticated:
+        return "unauthenticated"
+    if code in _DENIED_CODES:
+        return "denied"
+    return "failed"
 
 
 def _check_security_token(signer: _Signer, token: str | None) -> None:

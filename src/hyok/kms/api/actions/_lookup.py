@@ -152,6 +152,7 @@ async def find_key_by_reference(
     """
     named = _reference_of(services, ctx, reference, parameter)
     key_id = named.key_id
+    ctx.resources.append(key_id)
     found = await services.keys.load(key_id, lambda: services.run(_load, services.store, key_id))
     foreign = (named.arn_account or ctx.account_id) != ctx.account_id or (
         from_ciphertext and found is not None and found.key.account_id != ctx.account_id
