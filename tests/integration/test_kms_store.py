@@ -105,6 +105,7 @@ SHARING_TABLES = {
     "key_grant_accounts",
     "instance_quota_releases",
 }
+ALIAS_TABLES = {"aliases"}
 EXPECTED_TABLES = {
     "accounts",
     "access_keys",
@@ -116,6 +117,7 @@ EXPECTED_TABLES = {
     "kms_schema_version",
     *RAM_TABLES,
     *SHARING_TABLES,
+    *ALIAS_TABLES,
 }
 
 
@@ -316,7 +318,7 @@ def test_upgrade_from_empty_creates_tables(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == head_revision() == "0004"
+    assert current_revision(database) == head_revision() == "0005"
     check_current(database)
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
     assert tables == EXPECTED_TABLES
@@ -419,7 +421,7 @@ def test_upgrade_from_0001_keeps_instances_and_keys(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == "0004"
+    assert current_revision(database) == "0005"
     with store.session(read_only=True) as session:
         assert session.instances.get(instance.instance_id) == instance
         assert session.keys.get(key.key_id) == key
@@ -446,7 +448,7 @@ def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: 
 
     with pytest.raises(RuntimeError, match="1 instance"):
         downgrade(database, "0001")
-    assert current_revision(database) == "0004"
+    assert current_revision(database) == "0005"
 
     with store.session() as session:
         session.connection.execute(
@@ -456,13 +458,13 @@ def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: 
 
     assert current_revision(database) == "0001"
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
-    assert tables == EXPECTED_TABLES - {"key_tags"} - RAM_TABLES - SHARING_TABLES
+    assert tables == EXPECTED_TABLES - {"key_tags"} - RAM_TABLES - SHARING_TABLES - ALIAS_TABLES
     with store.session(read_only=True) as session:
         assert session.instances.get(tenant.instance.instance_id) == tenant.instance
         assert session.keys.get(key.key_id) == key
     assert foreign_key_problems(backend) == []
     upgrade(database)
-    assert current_revision(database) == "0004"
+    assert current_revision(database) == "0005"
 
 
 # --- Database settings --------------------------------------------------------------

@@ -122,6 +122,7 @@ def test_register_adds_commands() -> None:
         "set-key-policy",
         "get-key-policy",
         "instance",
+        "alias",
     }
     instance = kms.commands["instance"]
     assert isinstance(instance, click.Group)

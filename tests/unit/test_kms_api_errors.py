@@ -51,6 +51,8 @@ CODES: list[tuple[type[errors.KmsError], str, int]] = [
     (errors.RejectedStateModifiedFailedError, "Rejected.StateModifiedFailed", 409),
     (errors.RejectedThrottlingError, "Rejected.Throttling", 429),
     (errors.RejectedShareQuotaExceedLimitError, "Rejected.ShareQuotaExceedLimit", 400),
+    (errors.RejectedLimitExceededError, "Rejected.LimitExceeded", 400),
+    (errors.AliasAlreadyExistsError, "AliasAlreadyExists", 400),
     (errors.DeleteConflictShareKeyError, "DeleteConflict.KmsInstanceShare.Key", 409),
     (errors.InternalFailureError, "InternalFailure", 500),
     (errors.ServiceUnavailableTemporaryError, "ServiceUnavailableTemporary", 503),

@@ -1,4 +1,4 @@
-"""``hyok kms`` commands that call the KMS API: keys, cryptography and instances.
+"""``hyok kms`` commands that call the KMS API: keys, cryptography, instances and aliases.
 
 Every command calls a running KMS through the official Alibaba Cloud SDK
 (``alibabacloud_kms20160120``), signed with an AccessKey, so it behaves as an
@@ -29,6 +29,7 @@ from hyok.cli._kms_api import (
     print_fields,
     resolve_target,
 )
+from hyok.cli.kms_aliases import alias
 from hyok.cli.kms_instances import instance
 from hyok.cli.kms_policies import (
     get_key_policy,
@@ -79,6 +80,7 @@ def register(group: click.Group) -> None:
         set_key_policy,
         get_key_policy,
         instance,
+        alias,
     ):
         group.add_command(command)
 

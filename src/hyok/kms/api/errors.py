@@ -15,6 +15,8 @@ code ``UnsupportedOperation`` (400), not the XKS error of the same name in
         ├── DuplicateTagKeyError                400 Duplicate.TagKey
         ├── UnsupportedOperationError           400 UnsupportedOperation
         ├── RejectedShareQuotaExceedLimitError  400 Rejected.ShareQuotaExceedLimit
+        ├── RejectedLimitExceededError          400 Rejected.LimitExceeded
+        ├── AliasAlreadyExistsError             400 AliasAlreadyExists
         ├── ForbiddenNoPermissionError          403 Forbidden.NoPermission
         ├── ForbiddenInstanceNotFoundError      403 Forbidden.DKMSInstanceNotFound
         ├── ForbiddenInstanceStateInvalidError  403 Forbidden.DKMSInstanceStateInvalid
@@ -58,6 +60,7 @@ from hyok.kms.xki_client import (
 
 __all__ = [
     "PROXY_THROTTLING_RETRY_AFTER_MS",
+    "AliasAlreadyExistsError",
     "DeleteConflictShareKeyError",
     "DryRunOperationError",
     "DuplicateTagKeyError",
@@ -75,6 +78,7 @@ __all__ = [
     "KmsError",
     "MissingParameterError",
     "RejectedDisabledError",
+    "RejectedLimitExceededError",
     "RejectedPendingDeletionError",
     "RejectedShareQuotaExceedLimitError",
     "RejectedStateModifiedFailedError",
@@ -154,6 +158,20 @@ class RejectedShareQuotaExceedLimitError(KmsError):
     """A key policy that would grant more foreign accounts than the instance's quota allows."""
 
     code = "Rejected.ShareQuotaExceedLimit"
+    http_status = 400
+
+
+class RejectedLimitExceededError(KmsError):
+    """A request that would pass a resource quota of the account, such as its number of aliases."""
+
+    code = "Rejected.LimitExceeded"
+    http_status = 400
+
+
+class AliasAlreadyExistsError(KmsError):
+    """CreateAlias with a name that the account already has in this region."""
+
+    code = "AliasAlreadyExists"
     http_status = 400
 
 

@@ -586,7 +586,10 @@ class KeyFilter:
     """The ListKeys filters. Each field lists accepted values, and an empty one accepts all.
 
     A key matches when every non-empty field contains its value: fields
-    combine with AND, and the values of one field with OR.
+    combine with AND, and the values of one field with OR. ``alias_names``
+    matches a key that has one of these aliases. ``tag_keys`` and
+    ``tag_values`` match a key that has a tag with one of these keys and one
+    of these values; when both are given, one tag must match both.
     """
 
     states: frozenset[KeyState] = frozenset()
@@ -594,6 +597,9 @@ class KeyFilter:
     usages: frozenset[KeyUsage] = frozenset()
     protection_levels: frozenset[ProtectionLevel] = frozenset()
     instance_ids: frozenset[str] = frozenset()
+    alias_names: frozenset[str] = frozenset()
+    tag_keys: frozenset[str] = frozenset()
+    tag_values: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         set_field(self, "states", _enum_set("states", self.states, KeyState))
@@ -611,6 +617,18 @@ class KeyFilter:
             "instance_ids",
             frozenset(check_instance_id("instance_ids", value) for value in self.instance_ids),
         )
+        for name, max_length in (("alias_names", 255), ("tag_keys", 128), ("tag_values", 128)):
+            values = getattr(self, name)
+            if isinstance(values, str):
+                raise TypeError(f"{name} must be a collection of strings, not a single str")
+            set_field(
+                self,
+                name,
+                frozenset(
+                    check_text(name, value, max_length, allow_empty=name == "tag_values")
+                    for value in values
+                ),
+            )
 
     @classmethod
     def from_strings(
@@ -621,6 +639,9 @@ class KeyFilter:
         usages: Iterable[str] = (),
         protection_levels: Iterable[str] = (),
         instance_ids: Iterable[str] = (),
+        alias_names: Iterable[str] = (),
+        tag_keys: Iterable[str] = (),
+        tag_values: Iterable[str] = (),
     ) -> KeyFilter:
         """Build a filter from wire strings, such as the values of the ListKeys ``Filters``.
 
@@ -634,6 +655,9 @@ class KeyFilter:
             usages=_enum_set("usages", usages, KeyUsage),
             protection_levels=_enum_set("protection_levels", protection_levels, ProtectionLevel),
             instance_ids=frozenset(instance_ids),
+            alias_names=frozenset(alias_names),
+            tag_keys=frozenset(tag_keys),
+            tag_values=frozenset(tag_values),
         )
 
 

@@ -6,6 +6,7 @@ The modules, one concept each:
 - ``tables``: the SQLAlchemy Core tables and their constraints.
 - ``secretbox``: :class:`SecretBox`, AES-256-GCM encryption of stored secrets.
 - ``repositories``: :class:`KmsStore` and a repository per record type.
+- ``aliases``: :class:`AliasRepository`, the aliases of keys.
 - ``ram_repositories``: the repositories of RAM users, roles, policies and STS credentials.
 - ``nonces``: :class:`DatabaseNonceCache`, the shared replay cache of signature nonces.
 - ``errors``: the :class:`StoreError` tree.
@@ -20,6 +21,7 @@ Example::
         session.accounts.create(account)
 """
 
+from hyok.kms.store.aliases import AliasRepository
 from hyok.kms.store.db import DEFAULT_BUSY_TIMEOUT, Database, open_database
 from hyok.kms.store.errors import (
     ConstraintViolationError,
@@ -57,6 +59,7 @@ __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "AccessKeyRepository",
     "AccountRepository",
+    "AliasRepository",
     "ConstraintViolationError",
     "Database",
     "DatabaseNonceCache",

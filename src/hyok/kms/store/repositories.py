@@ -1,6 +1,7 @@
 """Repositories of the KMS records: accounts, AccessKeys, instances, keys and key versions.
 
-The RAM identities have theirs in :mod:`hyok.kms.store.ram_repositories`.
+The RAM identities have theirs in :mod:`hyok.kms.store.ram_repositories`,
+and key aliases in :mod:`hyok.kms.store.aliases`.
 
 :class:`KmsStore` opens sessions. A :class:`StoreSession` is one transaction
 and carries one repository per record type, so several changes commit or
@@ -42,9 +43,11 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     RowMapping,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -70,6 +73,7 @@ from hyok.kms.domain.models import (
     PageRequest,
 )
 from hyok.kms.store._rows import check_expected, locked_row, select_page, writing
+from hyok.kms.store.aliases import AliasRepository
 from hyok.kms.store.db import Database
 from hyok.kms.store.errors import RowNotFoundError
 from hyok.kms.store.ram_repositories import (
@@ -83,6 +87,7 @@ from hyok.kms.store.sharing import InstanceSharingRepository
 from hyok.kms.store.tables import (
     access_keys,
     accounts,
+    aliases,
     instances,
     key_tags,
     key_versions,
@@ -547,6 +552,26 @@ def _check_tag_lengths(tags: Sequence[tuple[str, str]]) -> None:
             )
 
 
+def _alias_and_tag_conditions(filters: KeyFilter) -> list[ColumnElement[bool]]:
+    """Build the ListKeys conditions on a key's aliases and tags, as EXISTS subqueries."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.alias_names:
+        conditions.append(
+            exists().where(
+                aliases.c.key_id == keys.c.key_id,
+                aliases.c.alias_name.in_(sorted(filters.alias_names)),
+            )
+        )
+    tag_conditions = [key_tags.c.key_id == keys.c.key_id]
+    if filters.tag_keys:
+        tag_conditions.append(key_tags.c.tag_key.in_(sorted(filters.tag_keys)))
+    if filters.tag_values:
+        tag_conditions.append(key_tags.c.tag_value.in_(sorted(filters.tag_values)))
+    if len(tag_conditions) > 1:
+        conditions.append(exists().where(*tag_conditions))
+    return conditions
+
+
 def _key_version(row: RowMapping) -> KeyVersion:
     return KeyVersion(
         key_id=row["key_id"], key_version_id=row["key_version_id"], created_at=row["created_at"]
@@ -699,6 +724,7 @@ class KeyRepository:
             for column, values in wanted:
                 if values:
                     conditions.append(keys.c[column].in_(sorted(str(value) for value in values)))
+            conditions.extend(_alias_and_tag_conditions(filters))
         query = select(keys).order_by(keys.c.created_at, keys.c.key_id)
         return select_page(self._connection, query, conditions, keys, page, _key)
 
@@ -768,7 +794,7 @@ class KeyRepository:
         return tuple(self._connection.scalars(query))
 
     def delete_if_due(self, key_id: str, now: datetime) -> bool:
-        """Delete a key with its versions and tags if it is still PendingDeletion and due.
+        """Delete a key with its versions, tags and aliases if it is still PendingDeletion and due.
 
         Returns False, deleting nothing, when the deletion was cancelled or
         the key is gone meanwhile.
@@ -783,7 +809,7 @@ class KeyRepository:
         return bool(result.rowcount)
 
     def delete(self, key_id: str) -> None:
-        """Delete a key with its versions and tags."""
+        """Delete a key with its versions, tags and aliases."""
         with writing(self._connection, f"deleting key {key_id!r}"):
             result = self._connection.execute(delete(keys).where(keys.c.key_id == key_id))
         if result.rowcount == 0:
@@ -818,6 +844,7 @@ class StoreSession:
         self.access_keys = AccessKeyRepository(connection, secretbox)
         self.instances = InstanceRepository(connection, secretbox)
         self.keys = KeyRepository(connection)
+        self.aliases = AliasRepository(connection)
         self.sharing = InstanceSharingRepository(connection)
         self.ram_users = RamUserRepository(connection)
         self.ram_roles = RamRoleRepository(connection)

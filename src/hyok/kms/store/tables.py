@@ -15,8 +15,8 @@ The database enforces every invariant that it can check on one row:
   columns together, such as "a delete date exactly when PendingDeletion".
 
 CHECK constraints use only SQL that both SQLite and PostgreSQL run:
-``length``, ``substr``, ``ltrim(text, characters)``, ``IN`` and boolean
-operators. ``ltrim(x, chars) = ''`` means "x contains only these characters".
+``length``, ``substr``, ``lower``, ``ltrim(text, characters)``, ``IN`` and
+boolean operators. ``ltrim(x, chars) = ''`` means "x contains only these characters".
 
 Stored secrets are AES-256-GCM ciphertexts from :mod:`hyok.kms.store.secretbox`.
 Datetimes are stored in UTC: as ``timestamp with time zone`` on PostgreSQL,
@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from hyok.kms.domain.aliases import ALIAS_PREFIX, MAX_ALIAS_NAME_LENGTH, RESERVED_ALIAS_PREFIX
 from hyok.kms.domain.models import (
     MAX_DELETION_PROTECTION_DESCRIPTION_LENGTH,
     MAX_DESCRIPTION_LENGTH,
@@ -82,6 +83,7 @@ __all__ = [
     "UtcDateTime",
     "access_keys",
     "accounts",
+    "aliases",
     "instance_quota_releases",
     "instance_share_quotas",
     "instance_shares",
@@ -556,6 +558,50 @@ key_tags = Table(
     ),
 )
 
+
+# --- Aliases ------------------------------------------------------------------------------
+
+_ALIAS_START: Final = len(ALIAS_PREFIX) + 1
+
+# The primary key makes an alias name unique per account and region, also
+# under concurrent CreateAlias requests. Deleting a key deletes its aliases.
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("account_id", String(16), nullable=False),
+    Column("region", String(64), nullable=False),
+    Column("alias_name", String(MAX_ALIAS_NAME_LENGTH), nullable=False),
+    Column("key_id", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    _primary_key(
+        "aliases",
+        ["account_id", "region", "alias_name"],
+        "an alias with this name in this account and region",
+    ),
+    _foreign_key("fk_aliases_account_id", ["account_id"], ["accounts.account_id"], "account"),
+    _foreign_key("fk_aliases_key_id", ["key_id"], ["keys.key_id"], "key", ondelete="CASCADE"),
+    _check(
+        "ck_aliases_account_id",
+        _account_id("account_id"),
+        "an account ID must have 12 to 16 digits",
+    ),
+    _check(
+        "ck_aliases_region",
+        _region("region"),
+        "the region must have 1 to 64 characters from lower-case letters, digits and '-'",
+    ),
+    _check(
+        "ck_aliases_alias_name",
+        f"substr(alias_name, 1, {len(ALIAS_PREFIX)}) = '{ALIAS_PREFIX}' AND "
+        f"{_length('alias_name', _ALIAS_START, MAX_ALIAS_NAME_LENGTH)} AND "
+        f"{_only(f'substr(alias_name, {_ALIAS_START})', ALNUM + '_/-')} AND "
+        f"lower(substr(alias_name, 1, {len(RESERVED_ALIAS_PREFIX)})) <> '{RESERVED_ALIAS_PREFIX}'",
+        f"an alias name must be 'alias/' followed by letters, digits, '_', '-' or '/', at most "
+        f"{MAX_ALIAS_NAME_LENGTH} characters in all, and must not start with 'alias/acs'",
+    ),
+    Index("ix_aliases_key_id", "key_id"),
+)
 
 # --- Shared instances and the access management quota ---------------------------------
 

@@ -6,6 +6,7 @@
 - ``instances``: the external key management instance actions (partly hyok extensions).
 - ``lifecycle``: UpdateKeyDescription, SetDeletionProtection, ScheduleKeyDeletion and
   CancelKeyDeletion.
+- ``aliases``: CreateAlias, UpdateAlias, DeleteAlias, ListAliases and ListAliasesByKeyId.
 - ``tags``: TagResource, UntagResource, ListResourceTags and their batch forms.
 - ``unsupported``: actions that external keys do not support, with a clear refusal.
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 from hyok.kms.api.actions._services import Services
+from hyok.kms.api.actions.aliases import alias_handlers
 from hyok.kms.api.actions.crypto import crypto_handlers
 from hyok.kms.api.actions.instances import instance_handlers
 from hyok.kms.api.actions.keys import key_handlers
@@ -31,6 +33,7 @@ def build_handlers(services: Services) -> dict[str, Handler]:
     handlers.update(crypto_handlers(services))
     handlers.update(instance_handlers(services))
     handlers.update(lifecycle_handlers(services))
+    handlers.update(alias_handlers(services))
     handlers.update(tag_handlers(services))
     handlers.update(unsupported_handlers(services))
     return handlers

@@ -1,10 +1,15 @@
 """Finding the key a request names, checking the conditions of cryptography, calling the proxy.
 
-A ``KeyId`` parameter is a key ID, ``alias/<name>`` or a key ARN, in this
-KMS's region: external keys are never used across regions. A key of another
-account is reachable only by its ARN (or through a ciphertext made under it),
-and only when its key policy names the caller. Finding a key also checks the
-caller's permission on it (:mod:`hyok.kms.api.actions._access`).
+A ``KeyId`` parameter is a key ID, a key ARN, ``alias/<name>`` or an alias
+ARN, in this KMS's region: external keys are never used across regions. A
+key of another account is reachable only by its key ARN (or through a
+ciphertext made under it), and only when its key policy names the caller.
+Aliases work in the caller's own account only, so an alias ARN of another
+account gives ``Forbidden.NoPermission``. An alias is read from the store on
+every use, so UpdateAlias takes effect at once on every KMS node. A request
+by key ID or key ARN reads no alias. Finding a key also checks the caller's
+permission on the key, never on the alias
+(:mod:`hyok.kms.api.actions._access`).
 
 The three conditions of a cryptographic operation are checked in order.
 First, the KMS key is Enabled (else ``Rejected.Disabled`` or
@@ -17,7 +22,7 @@ in the key manager: only the proxy can check this, and its refusal becomes
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -41,6 +46,13 @@ from hyok.kms.api.errors import (
 )
 from hyok.kms.api.params import Params
 from hyok.kms.domain import Instance, InstanceStatus, Key, KeyState, parse_key_arn
+from hyok.kms.domain.aliases import (
+    ALIAS_PREFIX,
+    MAX_ALIAS_NAME_LENGTH,
+    check_alias_name,
+    is_alias_arn,
+    parse_alias_arn,
+)
 from hyok.kms.domain.policy_eval import PolicyType
 from hyok.kms.proxies import InstanceNotConfiguredError
 from hyok.kms.store import KmsStore
@@ -58,11 +70,13 @@ __all__ = [
     "require_crypto_ready",
 ]
 
-MAX_KEY_REFERENCE_LENGTH: Final = 256
+# The maximum length of an alias ARN: "acs:kms:", a region of 64, ":", an account ID
+# of 16, ":" and an alias name of 255. Key ARNs are shorter.
+MAX_KEY_REFERENCE_LENGTH: Final = len("acs:kms:") + 64 + 1 + 16 + 1 + MAX_ALIAS_NAME_LENGTH
 _KEY_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_ALIAS_PREFIX: Final = "alias/"
 
 _T = TypeVar("_T")
+_A = TypeVar("_A")
 
 
 def principal_arn(ctx: CallContext) -> str:
@@ -82,43 +96,97 @@ def _load(store: KmsStore, key_id: str) -> KeyContext | None:
     return KeyContext(key, instance, tags)
 
 
+def _alias_target(store: KmsStore, account_id: str, region: str, alias_name: str) -> str | None:
+    with store.session(read_only=True) as session:
+        alias = session.aliases.get(account_id, region, alias_name)
+    return None if alias is None else alias.key_id
+
+
 @dataclass(frozen=True, slots=True)
 class _Reference:
-    """What a KeyId parameter names: a key ID, and the account that its ARN gave."""
+    """The key ID that a KeyId parameter names, and the account of its key ARN if any."""
 
     key_id: str
     arn_account: str | None
 
 
-def _reference_of(
+def _unavailable_key(ctx: CallContext, reference: str, owner: str) -> ForbiddenNoPermissionError:
+    """Build the one refusal of a key of another account, whether the key exists or not."""
+    return ForbiddenNoPermissionError(
+        f"The key {shown_value(reference)} of account {owner} is not available to "
+        f"{ctx.principal.arn}: it does not exist, or its key policy does not allow the "
+        "caller. Ask the key's owner to grant access in the key policy."
+    )
+
+
+def _check_region(services: Services, reference: str, region: str, kind: str) -> None:
+    if region != services.region:
+        raise UnsupportedOperationError(
+            f"The {kind} ARN {shown_value(reference)} names region {region}, but this "
+            f"KMS serves region {services.region}. Cross-region use is not supported "
+            "for external keys: call the KMS of that region."
+        )
+
+
+def _parsed_arn(parse: Callable[[str], _A], reference: str, parameter: str, kind: str) -> _A:
+    """Parse a key or alias ARN, turning a ValidationError into InvalidParameter."""
+    try:
+        return parse(reference)
+    except ValidationError as exc:
+        raise InvalidParameterError(
+            f"The parameter {parameter} is not a valid {kind} ARN: {exc.message}.",
+            parameter=parameter,
+        ) from None
+
+
+async def _resolve_alias(
+    services: Services, ctx: CallContext, alias_name: str, shown: str, parameter: str
+) -> _Reference:
+    """Return the key that an alias of the caller's account points to.
+
+    ``shown`` is the reference as the caller gave it (alias name or alias ARN).
+    """
+    try:
+        check_alias_name(alias_name)
+    except ValidationError as exc:
+        raise InvalidParameterError(
+            f"The parameter {parameter} is not a valid alias: {exc.message}.",
+            parameter=parameter,
+        ) from None
+    key_id = await services.run(
+        _alias_target, services.store, ctx.account_id, services.region, alias_name
+    )
+    if key_id is None:
+        raise ForbiddenAliasNotFoundError(
+            f"The alias {shown_value(shown)} is not found in account {ctx.account_id} in "
+            f"region {services.region}. Check the name with ListAliases, or create it with "
+            "CreateAlias."
+        )
+    return _Reference(key_id, None)
+
+
+async def _reference_of(
     services: Services, ctx: CallContext, reference: str, parameter: str
 ) -> _Reference:
-    if reference.startswith(_ALIAS_PREFIX):
-        # NOTE: aliases are not stored yet, so every alias is unknown.
-        raise ForbiddenAliasNotFoundError(
-            f"The alias {shown_value(reference)} is not found in account {ctx.account_id}. "
-            "Pass the key ID or key ARN."
-        )
+    if reference.startswith(ALIAS_PREFIX):
+        return await _resolve_alias(services, ctx, reference, reference, parameter)
+    if reference.startswith("acs:") and is_alias_arn(reference):
+        alias = _parsed_arn(parse_alias_arn, reference, parameter, "alias")
+        _check_region(services, reference, alias.region, "alias")
+        if alias.account_id != ctx.account_id:
+            # Aliases are not shared across accounts: another account's key is
+            # reachable by its key ARN only.
+            raise _unavailable_key(ctx, reference, alias.account_id)
+        return await _resolve_alias(services, ctx, alias.alias_name, reference, parameter)
     if reference.startswith("acs:"):
-        try:
-            arn = parse_key_arn(reference)
-        except ValidationError as exc:
-            raise InvalidParameterError(
-                f"The parameter {parameter} is not a valid key ARN: {exc.message}.",
-                parameter=parameter,
-            ) from None
-        if arn.region != services.region:
-            raise UnsupportedOperationError(
-                f"The key ARN {shown_value(reference)} names region {arn.region}, but this "
-                f"KMS serves region {services.region}. Cross-region use is not supported "
-                "for external keys: call the KMS of that region."
-            )
+        arn = _parsed_arn(parse_key_arn, reference, parameter, "key")
+        _check_region(services, reference, arn.region, "key")
         return _Reference(arn.key_id, arn.account_id)
     if not _KEY_ID.fullmatch(reference):
         raise InvalidParameterError(
             f"The parameter {parameter} value {shown_value(reference)} is not a key ID, "
-            "alias or key ARN. Pass a key ID such as key-..., alias/<name>, or "
-            "acs:kms:<region>:<account>:key/<key ID>.",
+            "alias or ARN. Pass a key ID such as key-..., alias/<name>, "
+            "acs:kms:<region>:<account>:key/<key ID> or acs:kms:<region>:<account>:alias/<name>.",
             parameter=parameter,
         )
     return _Reference(reference, None)
@@ -141,7 +209,7 @@ async def find_key_by_reference(
     permission: str | None = None,
     from_ciphertext: bool = False,
 ) -> KeyContext:
-    """Find a key by ID, alias or ARN in this region, and authorise ``permission`` on it.
+    """Find a key by ID, key ARN, alias or alias ARN in this region, and authorise ``permission``.
 
     ``permission`` is the ``kms:`` action to check, by default the one of the
     request's action. A key of the caller's account may be named any way. A
@@ -150,7 +218,7 @@ async def find_key_by_reference(
     key is missing or the policies deny the caller, the error is the same
     ``Forbidden.NoPermission``, so that other accounts learn nothing of it.
     """
-    named = _reference_of(services, ctx, reference, parameter)
+    named = await _reference_of(services, ctx, reference, parameter)
     key_id = named.key_id
     ctx.resources.append(key_id)
     found = await services.keys.load(key_id, lambda: services.run(_load, services.store, key_id))
@@ -159,11 +227,7 @@ async def find_key_by_reference(
     )
     if foreign:
         owner = named.arn_account or (found.key.account_id if found else ctx.account_id)
-        unavailable = ForbiddenNoPermissionError(
-            f"The key {shown_value(reference)} of account {owner} is not available to "
-            f"{ctx.principal.arn}: it does not exist, or its key policy does not allow the "
-            "caller. Ask the key's owner to grant access in the key policy."
-        )
+        unavailable = _unavailable_key(ctx, reference, owner)
         if found is None or found.key.account_id != owner or found.key.region != services.region:
             raise unavailable
         try:

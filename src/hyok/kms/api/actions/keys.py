@@ -80,6 +80,9 @@ _FILTER_KEYS: Final = (
     "ProtectionLevel",
     "CreatorType",
     "DKMSInstanceId",
+    "AliasName",
+    "TagKey",
+    "TagValue",
 )
 _MAX_FILTERS: Final = 10
 _MAX_FILTER_VALUES: Final = 10
@@ -382,6 +385,9 @@ def _key_filter(params: Params) -> tuple[KeyFilter, bool]:
             usages=values.get("KeyUsage", ()),
             protection_levels=values.get("ProtectionLevel", ()),
             instance_ids=values.get("DKMSInstanceId", ()),
+            alias_names=values.get("AliasName", ()),
+            tag_keys=values.get("TagKey", ()),
+            tag_values=values.get("TagValue", ()),
         )
     except ValidationError as exc:
         raise InvalidParameterError(
