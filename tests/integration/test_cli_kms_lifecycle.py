@@ -1,0 +1,108 @@
+"""``hyok kms`` key state, deletion and tag commands, through CliRunner against the whole chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hyok.cli.kms import kms
+from hyok.cli.main import _register
+from tests.integration._kms import KmsStack, kms_stack, postgres_server
+from tests.integration._sdk import call
+from tests.integration.test_cli_kms_calls import write_up_file
+
+__all__ = ["kms_stack", "postgres_server"]  # pytest fixtures, found by name
+
+pytestmark = pytest.mark.integration
+
+
+class Runner:
+    def __init__(self, stack: KmsStack, up_file: Path) -> None:
+        self.stack = stack
+        self.up_file = up_file
+        _register()
+
+    def run(self, *args: str, input: str | None = None) -> Result:
+        result = CliRunner().invoke(kms, [*args, "--up-file", str(self.up_file)], input=input)
+        assert self.stack.secret not in result.output
+        return result
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        result = self.run(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+
+@pytest.fixture
+def runner(kms_stack: KmsStack, tmp_path: Path) -> Runner:
+    return Runner(kms_stack, write_up_file(tmp_path / "hyok-up.json", kms_stack))
+
+
+def new_key(stack: KmsStack) -> str:
+    query = {"DKMSInstanceId": stack.instance_id, "ExternalKeyId": "app-1"}
+    return str(call(stack.sdk(), "CreateKey", query)["KeyMetadata"]["KeyId"])
+
+
+def state(stack: KmsStack, key_id: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = call(stack.sdk(), "DescribeKey", {"KeyId": key_id})["KeyMetadata"]
+    return metadata
+
+
+def test_disable_asks_and_enable_restores(runner: Runner, kms_stack: KmsStack) -> None:
+    key = new_key(kms_stack)
+    refused = runner.run("disable-key", key, input="n\n")
+    assert refused.exit_code == 1
+    assert "Applications that use it will fail" in refused.output
+    assert state(kms_stack, key)["KeyState"] == "Enabled"
+    runner.ok("disable-key", key, input="y\n")
+    assert state(kms_stack, key)["KeyState"] == "Disabled"
+    assert f"Key {key} is Enabled." in runner.ok("enable-key", key)
+    assert state(kms_stack, key)["KeyState"] == "Enabled"
+
+
+def test_protection_schedule_and_cancel(runner: Runner, kms_stack: KmsStack) -> None:
+    key = new_key(kms_stack)
+    runner.ok("update-key-description", key, "ledger")
+    runner.ok("set-deletion-protection", key, "--enable", "--description", "audit data")
+    assert state(kms_stack, key)["DeletionProtection"] == "Enabled"
+    refused = runner.run("schedule-key-deletion", key, "--pending-window-days", "7", "--yes")
+    assert refused.exit_code == 1
+    assert "Rejected.StateModifiedFailed" in refused.stderr
+    assert "SetDeletionProtection" in refused.stderr
+    runner.ok("set-deletion-protection", key, "--disable")
+    out = runner.ok("schedule-key-deletion", key, "--pending-window-days", "7", "--yes")
+    assert "cancel-key-deletion" in out
+    assert state(kms_stack, key)["KeyState"] == "PendingDeletion"
+    runner.ok("cancel-key-deletion", key)
+    described = state(kms_stack, key)
+    assert (described["KeyState"], described["Description"]) == ("Enabled", "ledger")
+
+
+def test_window_and_option_checks(runner: Runner, kms_stack: KmsStack) -> None:
+    key = new_key(kms_stack)
+    result = runner.run("schedule-key-deletion", key, "--pending-window-days", "6", "--yes")
+    assert result.exit_code == 2
+    assert "6 is not in the range 7<=x<=366" in result.output
+    result = runner.run("set-deletion-protection", key, "--disable", "--description", "x")
+    assert result.exit_code == 2
+    assert "goes only with --enable" in result.output
+
+
+def test_tag_commands(runner: Runner, kms_stack: KmsStack) -> None:
+    key = new_key(kms_stack)
+    runner.ok("tag-key", key, "--tag", "team=payments", "--tag", "env=prod")
+    listed = json.loads(runner.ok("list-key-tags", key, "--output", "json"))
+    assert {tag["TagKey"]: tag["TagValue"] for tag in listed["Tags"]["Tag"]} == {
+        "team": "payments",
+        "env": "prod",
+    }
+    runner.ok("untag-key", key, "--tag-key", "env")
+    assert "team" in runner.ok("list-key-tags", key)
+    assert "env" not in runner.ok("list-key-tags", key)
+    result = runner.run("tag-key", key, "--tag", "novalue")
+    assert result.exit_code == 2
+    assert "is not KEY=VALUE" in result.output
