@@ -11,7 +11,18 @@ from click.testing import CliRunner, Result
 
 from hyok.cli.kms import kms
 from hyok.cli.main import _register
-from tests.integration._kms import KmsStack, kms_stack, postgres_server
+from tests.integration._kms import ACCOUNT_ID, KmsStack, kms_stack, postgres_server
+from tests.integration._ram import (
+    assume_role,
+    attach_to_user,
+    create_access_key,
+    create_policy,
+    create_role,
+    create_user,
+    policy_document,
+    trust_document,
+    unique,
+)
 from tests.integration._sdk import call
 from tests.integration.test_cli_kms_calls import write_up_file
 
@@ -106,3 +117,65 @@ def test_tag_commands(runner: Runner, kms_stack: KmsStack) -> None:
     result = runner.run("tag-key", key, "--tag", "novalue")
     assert result.exit_code == 2
     assert "is not KEY=VALUE" in result.output
+
+
+def test_owner_repairs_a_locked_key_policy_by_arn(runner: Runner, kms_stack: KmsStack) -> None:
+    query = {"DKMSInstanceId": kms_stack.instance_id, "ExternalKeyId": "app-1"}
+    metadata = call(kms_stack.sdk(), "CreateKey", query)["KeyMetadata"]
+    key, arn = metadata["KeyId"], metadata["Arn"]
+    lock = {
+        "Version": "1",
+        "Statement": [
+            {
+                "Sid": "lock",
+                "Effect": "Deny",
+                "Principal": {"RAM": [f"acs:ram::{ACCOUNT_ID}:*"]},
+                "Action": ["kms:*"],
+                "Resource": ["*"],
+            }
+        ],
+    }
+    call(kms_stack.sdk(), "SetKeyPolicy", {"KeyId": key, "Policy": json.dumps(lock)})
+    # By key ID, finding the account for the role options needs DescribeKey, which is denied.
+    result = runner.run("set-key-policy", key, "--user", f"acs:ram::{ACCOUNT_ID}:user/carol")
+    assert result.exit_code == 1
+    assert "pass the key ARN" in result.stderr
+    assert "lock" in runner.ok("get-key-policy", key)
+    # By ARN it needs no other call, and the root may always set the policy.
+    runner.ok("set-key-policy", arn, "--user", f"acs:ram::{ACCOUNT_ID}:user/carol")
+    assert "carol" in call(kms_stack.sdk(), "GetKeyPolicy", {"KeyId": key})["Policy"]
+    assert state(kms_stack, key)["KeyId"] == key
+
+
+def test_cli_signs_with_sts_credentials(runner: Runner, kms_stack: KmsStack) -> None:
+    key = new_key(kms_stack)
+    caller = unique("cli-sts")
+    create_user(kms_stack, caller)
+    caller_key, caller_secret = create_access_key(kms_stack, caller)
+    policy = unique("assume")
+    create_policy(kms_stack, policy, policy_document("sts:AssumeRole"))
+    attach_to_user(kms_stack, caller, policy)
+    role = create_role(
+        kms_stack, unique("role"), trust_document(f"acs:ram::{ACCOUNT_ID}:user/{caller}")
+    )
+    credentials = assume_role(kms_stack, caller_key, caller_secret, role.arn).credentials
+    env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": credentials.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": credentials.access_key_secret,
+        "ALIBABA_CLOUD_SECURITY_TOKEN": credentials.security_token,
+    }
+    result = CliRunner().invoke(
+        kms, ["describe-key", key, "--up-file", str(runner.up_file), "--output", "json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["KeyMetadata"]["KeyId"] == key
+    assert credentials.security_token not in result.output
+
+    only_token = {"ALIBABA_CLOUD_SECURITY_TOKEN": credentials.security_token}
+    result = CliRunner().invoke(
+        kms, ["describe-key", key, "--up-file", str(runner.up_file)], env=only_token
+    )
+    assert result.exit_code == 1
+    assert "ALIBABA_CLOUD_SECURITY_TOKEN is set without ALIBABA_CLOUD_ACCESS_KEY_ID" in (
+        result.stderr
+    )

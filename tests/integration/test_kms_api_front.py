@@ -431,6 +431,7 @@ def test_unknown_action(server: Server) -> None:
     error = client_error(lambda: call(sdk(server), "NoSuchAction"))
     assert error.code == "InvalidAction.NotFound"
     assert error.status_code == 404
+    assert "the action 'NoSuchAction' is not found" in error.data["Message"]
 
 
 def test_unknown_action_v1(server: Server) -> None:

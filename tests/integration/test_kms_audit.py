@@ -140,3 +140,10 @@ def test_cli_verifies_and_lists_the_trail(kms_stack: KmsStack, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     [listed] = json.loads(result.output)
     assert listed["action"] == "DescribeRegions"
+
+
+def test_an_unknown_action_is_recorded_by_name(kms_stack: KmsStack) -> None:
+    error = client_error(lambda: call(kms_stack.sdk(), "NoSuchAction"))
+    event = event_for(kms_stack, error.data["RequestId"])
+    assert (event["action"], event["outcome"]) == ("NoSuchAction", "failed")
+    assert event["principal"] == f"acs:ram::{ACCOUNT_ID}:root"

@@ -41,6 +41,7 @@ __all__ = [
     "ACCESS_KEY_SECRET_ENV",
     "ALL_PAGE_SIZE",
     "DEFAULT_REGION",
+    "SECURITY_TOKEN_ENV",
     "UP_FILE_NAME",
     "ConnectionOptions",
     "KmsClient",
@@ -62,6 +63,8 @@ UP_FILE_NAME: Final = "hyok-up.json"
 #: The SDK's standard environment variables for an AccessKey.
 ACCESS_KEY_ID_ENV: Final = "ALIBABA_CLOUD_ACCESS_KEY_ID"
 ACCESS_KEY_SECRET_ENV: Final = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 - a variable name
+SECURITY_TOKEN_ENV: Final = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 - a variable name
+"""The STS security token that goes with AccessKey variables of STS credentials."""
 #: Region when neither ``--region`` nor the file sets one. With an explicit
 #: endpoint, the SDK sends the region in no request these commands make.
 DEFAULT_REGION: Final = "cn-hangzhou"
@@ -113,6 +116,8 @@ class KmsTarget:
     up_file: Path | None
     #: True when ``endpoint`` came from --endpoint, not from the file.
     endpoint_given: bool = False
+    #: The STS security token of temporary credentials, from the environment.
+    security_token: Secret | None = field(default=None, repr=False)
 
 
 # Options.
@@ -304,7 +309,20 @@ def resolve_target(options: ConnectionOptions) -> KmsTarget:
         instance_id=values.get("instance_id"),
         up_file=up_file,
             endpoint_given=options.endpoint is not None,
+        security_token=_security_token(),
 )
+
+
+def _security_token() -> Secret | None:
+    token = os.environ.get(SECURITY_TOKEN_ENV) or None
+    if token is None:
+        return None
+    if not os.environ.get(ACCESS_KEY_ID_ENV):
+        raise CliError(
+            f"{SECURITY_TOKEN_ENV} is set without {ACCESS_KEY_ID_ENV}: set the AccessKey ID and "
+            "secret of the STS credentials too, or unset it"
+        )
+    return Secret(token)
 
 
 def _credentials(values: Mapping[str, str], up_file: Path | None) -> tuple[str, Secret]:
@@ -393,6 +411,9 @@ class KmsClient:
             Config(
                 access_key_id=target.access_key_id,
                 access_key_secret=target.access_key_secret.reveal(),
+                security_token=(
+                    target.security_token.reveal() if target.security_token is not None else None
+                ),
                 endpoint=target.endpoint,
                 protocol="https",
                 region_id=target.region,

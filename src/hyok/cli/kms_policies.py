@@ -188,10 +188,7 @@ def set_key_policy(
     client = KmsClient(resolve_target(connection))
 
     def key_account() -> str:
-        body = client.invoke(
-            client.sdk.describe_key_with_options, models.DescribeKeyRequest(key_id=key_id)
-        )
-        return str((body.get("KeyMetadata") or {}).get("Creator", ""))
+        return _owner_account(client, key_id)
 
     policy = (
         read_policy_file(policy_file)
@@ -248,15 +245,40 @@ def _pretty(text: str) -> str:
         return text
 
 
-def _roles(client: KmsClient, key_id: str, text: str) -> KeyPolicyRoles | None:
+def _owner_account(client: KmsClient, key_id: str) -> str:
+    """The account that owns the key: from its ARN, else from DescribeKey.
+
+    A key ARN needs no call, so an owner whose key policy denies even
+    DescribeKey can still repair the policy by ARN.
+    """
     from alibabacloud_kms20160120 import models
 
+    if key_id.startswith("acs:kms:"):
+        from hyok.common.errors import ValidationError
+        from hyok.kms.domain import parse_key_arn
+
+        try:
+            return parse_key_arn(key_id).account_id
+        except ValidationError as exc:
+            raise CliError(f"{key_id} is not a key ARN: {exc.message}") from None
+    try:
+        body = client.invoke(
+            client.sdk.describe_key_with_options, models.DescribeKeyRequest(key_id=key_id)
+        )
+    except CliError as exc:
+        raise CliError(
+            f"{exc.format_message()}. The role options need the key's account: pass the key ARN "
+            "(acs:kms:<region>:<account>:key/<id>) instead, or give the whole policy with "
+            "--policy-file"
+        ) from None
+    return str((body.get("KeyMetadata") or {}).get("Creator", ""))
+
+
+def _roles(client: KmsClient, key_id: str, text: str) -> KeyPolicyRoles | None:
+    """The role lists of a policy, or None when it has another shape or the key is unreadable."""
     try:
         document = parse_policy(text, PolicyKind.KEY)
-    except PolicyDocumentError:
+        account = _owner_account(client, key_id)
+    except (PolicyDocumentError, CliError):
         return None
-    body = client.invoke(
-        client.sdk.describe_key_with_options, models.DescribeKeyRequest(key_id=key_id)
-    )
-    account = str((body.get("KeyMetadata") or {}).get("Creator", ""))
     return roles_from_policy(document, account)

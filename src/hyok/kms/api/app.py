@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import threading
 import time
 import uuid
@@ -165,11 +166,7 @@ class CallContext:
 
         Identity policies name roles by ``…:role/<name>``, which ``principal.arn`` gives.
         """
-        if self.principal.kind is CallerKind.ROLE:
-            return (
-                f"acs:ram::{self.account_id}:assumed-role/{self.principal.name}/{self.session_name}"
-            )
-        return self.principal.arn
+        return _principal_arn(self.principal, self.session_name)
 
 
 LifespanHook = Callable[[], Awaitable[None]]
@@ -608,6 +605,7 @@ class KmsApp:
         outcome.authenticated = True
         outcome.account_id = signer.account_id
         outcome.version = caller.version
+        outcome.principal = _principal_arn(signer.principal, signer.session_name)
 
         handlers = self._versions.get(caller.version)
         if handlers is None:
@@ -619,12 +617,15 @@ class KmsApp:
             )
 
         handler = handlers.get(caller.action)
+        if _ACTION_NAME.fullmatch(caller.action):
+            # A well-formed name, known or not, goes to the log line and the audit trail.
+            outcome.action = caller.action
         if handler is None:
             raise InvalidActionNotFoundError(
-                f"the action is not found in API version {caller.version} of this KMS: check the "
-                "action name, which is case-sensitive"
+                f"the action {shown_value(caller.action)} is not found in API version "
+                f"{caller.version} of this KMS: check the action name, which is case-sensitive, "
+                "or see docs/api.md for the actions hyok serves"
             )
-        outcome.action = caller.action
 
         client = scope.get("client")
         context = CallContext(
@@ -639,7 +640,6 @@ class KmsApp:
             secure_transport=scope.get("scheme") == "https",
             resources=outcome.key_ids,
         )
-        outcome.principal = context.principal_arn
         result = await handler(context, Params(caller.parameters))
         if caller.version == RAM_API_VERSION and self._on_identity_change is not None:
             # Any RAM change may change what a caller is allowed; drop what was cached.
@@ -688,6 +688,13 @@ class KmsApp:
         return b"".join(chunks)
 
 
+def _principal_arn(principal: RamIdentity, session_name: str | None) -> str:
+    if principal.kind is CallerKind.ROLE:
+        return f"acs:ram::{principal.account_id}:assumed-role/{principal.name}/{session_name}"
+    return principal.arn
+
+
+_ACTION_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 _DENIED_CODES: Final = frozenset({"Forbidden.NoPermission", "NoPermission"})
 
 

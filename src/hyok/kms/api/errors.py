@@ -93,11 +93,11 @@ __all__ = [
 # NOTE: an XKS error carries no wait time, so this wait after a proxy's
 # ThrottlingException is a chosen value, not one the proxy asked for.
 PROXY_THROTTLING_RETRY_AFTER_MS: Final = 1_000
-_SHOWN_LENGTH: Final = 64
+_SHOWN_LENGTH: Final = 160
 
 
 def shown_value(value: str) -> str:
-    """Quote ``value`` for an error message: escaped to printable text and cut to 64 characters."""
+    """Quote ``value`` for an error message: escaped to printable text and cut to 160 characters."""
     if len(value) > _SHOWN_LENGTH:
         return repr(value[: _SHOWN_LENGTH - 3]) + "..."
     return repr(value)

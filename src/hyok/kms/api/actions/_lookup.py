@@ -244,7 +244,8 @@ async def find_key_by_reference(
     ):
         raise ForbiddenKeyNotFoundError(
             f"The key {shown_value(key_id)} is not found in account {ctx.account_id} in "
-            f"region {services.region}. Check the key ID, or call ListKeys."
+            f"region {services.region}. Check the key ID, or call ListKeys; a key of another "
+            "account is reachable only by its ARN."
         )
     await authorize_key(
         services, ctx, found, addressed_by_arn=named.arn_account is not None, action=permission
@@ -263,7 +264,7 @@ def require_crypto_ready(found: KeyContext) -> None:
     if key.state is KeyState.PENDING_DELETION:
         raise RejectedPendingDeletionError(
             f"Key {key.key_id} is pending deletion, and cryptographic operations need an "
-            "Enabled key. Call CancelKeyDeletion and EnableKey, then retry."
+            "Enabled key. Call CancelKeyDeletion, which makes the key Enabled, then retry."
         )
     require_connected(instance, f"Key {key.key_id} cannot be used because its instance")
 
