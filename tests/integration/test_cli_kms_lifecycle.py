@@ -63,16 +63,26 @@ def state(stack: KmsStack, key_id: str) -> dict[str, Any]:
     return metadata
 
 
-def test_disable_asks_and_enable_restores(runner: Runner, kms_stack: KmsStack) -> None:
-    key = new_key(kms_stack)
-    refused = runner.run("disable-key", key, input="n\n")
+def test_disable_asks_only_for_a_used_key(runner: Runner, kms_stack: KmsStack) -> None:
+    unused = new_key(kms_stack)
+    runner.ok("disable-key", unused)
+    assert state(kms_stack, unused)["KeyState"] == "Disabled"
+    assert f"Key {unused} is Enabled." in runner.ok("enable-key", unused)
+
+    used = new_key(kms_stack)
+    call(kms_stack.sdk(), "Encrypt", {"KeyId": used, "Plaintext": "dXNlZA=="})
+    refused = runner.run("disable-key", used, input="n\n")
     assert refused.exit_code == 1
-    assert "Applications that use it will fail" in refused.output
-    assert state(kms_stack, key)["KeyState"] == "Enabled"
-    runner.ok("disable-key", key, input="y\n")
-    assert state(kms_stack, key)["KeyState"] == "Disabled"
-    assert f"Key {key} is Enabled." in runner.ok("enable-key", key)
-    assert state(kms_stack, key)["KeyState"] == "Enabled"
+    assert f"was used in the last 30 days by:\n  acs:ram::{ACCOUNT_ID}:root: 1 use(s)" in (
+        refused.output
+    )
+    assert state(kms_stack, used)["KeyState"] == "Enabled"
+    runner.ok("disable-key", used, input="y\n")
+    assert state(kms_stack, used)["KeyState"] == "Disabled"
+    runner.ok("enable-key", used)
+    listed = json.loads(runner.ok("list-key-associations", used, "--output", "json"))
+    assert listed["Principals"]["Principal"][0]["UseCount"] == 1
+    assert "Principals" in runner.ok("list-key-associations", used, "--days", "1")
 
 
 def test_protection_schedule_and_cancel(runner: Runner, kms_stack: KmsStack) -> None:

@@ -106,6 +106,7 @@ SHARING_TABLES = {
     "instance_quota_releases",
 }
 ALIAS_TABLES = {"aliases"}
+ASSOCIATION_TABLES = {"key_usage", "key_resources"}
 EXPECTED_TABLES = {
     "accounts",
     "access_keys",
@@ -118,6 +119,7 @@ EXPECTED_TABLES = {
     *RAM_TABLES,
     *SHARING_TABLES,
     *ALIAS_TABLES,
+    *ASSOCIATION_TABLES,
 }
 
 
@@ -318,7 +320,7 @@ def test_upgrade_from_empty_creates_tables(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == head_revision() == "0005"
+    assert current_revision(database) == head_revision() == "0006"
     check_current(database)
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
     assert tables == EXPECTED_TABLES
@@ -421,7 +423,7 @@ def test_upgrade_from_0001_keeps_instances_and_keys(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == "0005"
+    assert current_revision(database) == "0006"
     with store.session(read_only=True) as session:
         assert session.instances.get(instance.instance_id) == instance
         assert session.keys.get(key.key_id) == key
@@ -448,7 +450,7 @@ def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: 
 
     with pytest.raises(RuntimeError, match="1 instance"):
         downgrade(database, "0001")
-    assert current_revision(database) == "0005"
+    assert current_revision(database) == "0006"
 
     with store.session() as session:
         session.connection.execute(
@@ -458,13 +460,20 @@ def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: 
 
     assert current_revision(database) == "0001"
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
-    assert tables == EXPECTED_TABLES - {"key_tags"} - RAM_TABLES - SHARING_TABLES - ALIAS_TABLES
+    assert tables == (
+        EXPECTED_TABLES
+        - {"key_tags"}
+        - RAM_TABLES
+        - SHARING_TABLES
+        - ALIAS_TABLES
+        - ASSOCIATION_TABLES
+    )
     with store.session(read_only=True) as session:
         assert session.instances.get(tenant.instance.instance_id) == tenant.instance
         assert session.keys.get(key.key_id) == key
     assert foreign_key_problems(backend) == []
     upgrade(database)
-    assert current_revision(database) == "0005"
+    assert current_revision(database) == "0006"
 
 
 # --- Database settings --------------------------------------------------------------

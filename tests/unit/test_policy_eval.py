@@ -101,6 +101,7 @@ ADMINISTRATOR_ALLOWED = frozenset(
         "kms:UntagResource",
         "kms:ListResourceTags",
         "kms:ListTagResources",
+        "kms:ListKeyAssociations",
         "kms:SetKeyPolicy",
         "kms:GetKeyPolicy",
         "kms:DescribeKeyVersion",

@@ -1,7 +1,10 @@
-"""``hyok kms`` commands for a key's state, deletion and tags.
+"""``hyok kms`` commands for a key's state, deletion, tags and associations.
 
 Disabling a key and scheduling its deletion stop every application that
-uses it, so both ask for confirmation unless ``--yes`` is given.
+uses it. Before either, the command asks ListKeyAssociations who used the
+key in the last 30 days; when someone did (or the question cannot be
+answered), it shows them and asks for confirmation, unless ``--yes`` is
+given.
 """
 
 from __future__ import annotations
@@ -28,8 +31,32 @@ def _client(connection: ConnectionOptions) -> KmsClient:
     return KmsClient(resolve_target(connection))
 
 
-def _confirm(yes: bool, question: str) -> None:
-    if not yes and not click.confirm(question, default=False):
+_RECENT_DAYS = 30
+
+
+def _confirm_if_used(client: KmsClient, key_id: str, yes: bool, question: str) -> None:
+    """Show who used the key recently and ask ``question``; skip when unused or ``yes``."""
+    if yes:
+        return
+    try:
+        body = client.call("ListKeyAssociations", {"KeyId": key_id, "Days": str(_RECENT_DAYS)})
+    except CliError as exc:
+        click.echo(f"Cannot tell who uses key {key_id}: {exc.format_message()}", err=True)
+    else:
+        principals = (body.get("Principals") or {}).get("Principal") or []
+        resources = (body.get("Resources") or {}).get("Resource") or []
+        if not principals and not resources:
+            return
+        click.echo(f"Key {key_id} was used in the last {_RECENT_DAYS} days by:", err=True)
+        for row in principals:
+            via = f" via {row['ViaService']}" if row.get("ViaService") else ""
+            click.echo(
+                f"  {row['Principal']}{via}: {row['UseCount']} use(s), last {row['LastUsed']}",
+                err=True,
+            )
+        for row in resources:
+            click.echo(f"  resource {row['Service']}:{row['ResourceId']}", err=True)
+    if not click.confirm(question, default=False):
         raise click.Abort
 
 
@@ -50,8 +77,11 @@ def disable_key(
     *, connection: ConnectionOptions, output: OutputFormat, key_id: str, yes: bool
 ) -> None:
     """Disable a key: every cryptographic call with it fails until it is enabled."""
-    _confirm(yes, f"Disable key {key_id}? Applications that use it will fail until it is enabled")
-    body = _client(connection).call("DisableKey", {"KeyId": key_id})
+    client = _client(connection)
+    _confirm_if_used(
+        client, key_id, yes, f"Disable key {key_id}? They will fail until it is enabled"
+    )
+    body = client.call("DisableKey", {"KeyId": key_id})
     _done(output, body, f"Key {key_id} is Disabled.")
 
 
@@ -117,12 +147,15 @@ def schedule_key_deletion(
     yes: bool,
 ) -> None:
     """Schedule a key's deletion. The key in your key manager is never deleted by this."""
-    _confirm(
+    client = _client(connection)
+    _confirm_if_used(
+        client,
+        key_id,
         yes,
         f"Schedule key {key_id} for deletion in {pending_window_days} days? It stops working "
         "now, and its ciphertexts become undecryptable once it is deleted",
     )
-    body = _client(connection).call(
+    body = client.call(
         "ScheduleKeyDeletion", {"KeyId": key_id, "PendingWindowInDays": str(pending_window_days)}
     )
     _done(
@@ -206,6 +239,36 @@ def list_key_tags(*, connection: ConnectionOptions, output: OutputFormat, key_id
     print_table(None, ["TagKey", "TagValue"], [[t["TagKey"], t["TagValue"]] for t in tags])
 
 
+@click.command("list-key-associations")
+@click.argument("key_id", metavar="KEY")
+@click.option("--days", type=click.IntRange(1, 3650), default=None, help="Only uses this recent.")
+@api_options
+def list_key_associations(
+    *, connection: ConnectionOptions, output: OutputFormat, key_id: str, days: int | None
+) -> None:
+    """Show who used a key for cryptography, and the resources registered with it."""
+    query = {"KeyId": key_id} if days is None else {"KeyId": key_id, "Days": str(days)}
+    body = _client(connection).call("ListKeyAssociations", query)
+    if output is OutputFormat.JSON:
+        print_json(body)
+        return
+    principals = (body.get("Principals") or {}).get("Principal") or []
+    print_table(
+        "Principals",
+        ["Principal", "ViaService", "Uses", "FirstUsed", "LastUsed"],
+        [
+            [p["Principal"], p["ViaService"], str(p["UseCount"]), p["FirstUsed"], p["LastUsed"]]
+            for p in principals
+        ],
+    )
+    resources = (body.get("Resources") or {}).get("Resource") or []
+    print_table(
+        "Resources",
+        ["Service", "ResourceId", "RegisteredBy", "RegisteredAt"],
+        [[r["Service"], r["ResourceId"], r["RegisteredBy"], r["RegisteredAt"]] for r in resources],
+    )
+
+
 COMMANDS: tuple[click.Command, ...] = (
     enable_key,
     disable_key,
@@ -216,5 +279,6 @@ COMMANDS: tuple[click.Command, ...] = (
     tag_key,
     untag_key,
     list_key_tags,
+    list_key_associations,
 )
 """The commands of this module, for ``hyok kms``."""

@@ -38,6 +38,7 @@ from hyok.kms.proxies import ProxyNetwork, ProxyPool
 from hyok.kms.settings import KmsSettings, load_settings
 from hyok.kms.store import DatabaseNonceCache
 from hyok.kms.sweeper import KeyDeletionSweeper
+from hyok.kms.usage import KeyUsageFlusher
 
 __all__ = ["CONFIG_ENV", "StartupError", "build_app", "create_app_from_env", "serve"]
 
@@ -104,6 +105,7 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
             f"({exc.strerror}): fix its directory's permissions or set [audit] path"
         ) from exc
     sweeper = KeyDeletionSweeper(services)
+    usage = KeyUsageFlusher(services)
 
     async def close_audit() -> None:
         audit.close()
@@ -124,8 +126,15 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
         nonce_cache=nonce_cache,
         max_body_bytes=settings.server.max_body_bytes,
         executor=executor,
-        on_startup=[monitor.start, sweeper.start],
-        on_shutdown=[monitor.stop, sweeper.stop, pool.aclose, close_store, close_audit],
+        on_startup=[monitor.start, sweeper.start, usage.start],
+        on_shutdown=[
+            monitor.stop,
+            sweeper.stop,
+            usage.stop,
+            pool.aclose,
+            close_store,
+            close_audit,
+        ],
         on_identity_change=services.access.forget,
         audit=audit.record,
     )

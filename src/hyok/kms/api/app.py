@@ -146,6 +146,8 @@ class CallContext:
     ``action`` is the API action, ``secure_transport`` whether the request came over TLS,
     ``authorized`` collects the ``kms:`` permissions checked so far, and
     ``resources`` the key IDs the request named, for the audit trail.
+    ``via_service`` is the hyok extension parameter ``ViaService``: the
+    integrating service that calls on the principal's behalf, as it says.
     """
 
     request_id: str
@@ -159,6 +161,7 @@ class CallContext:
     secure_transport: bool = True
     authorized: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
+    via_service: str = ""
 
     @property
     def principal_arn(self) -> str:
@@ -639,6 +642,7 @@ class KmsApp:
             action=caller.action,
             secure_transport=scope.get("scheme") == "https",
             resources=outcome.key_ids,
+            via_service=_via_service(caller.parameters),
         )
         result = await handler(context, Params(caller.parameters))
         if caller.version == RAM_API_VERSION and self._on_identity_change is not None:
@@ -692,6 +696,22 @@ def _principal_arn(principal: RamIdentity, session_name: str | None) -> str:
     if principal.kind is CallerKind.ROLE:
         return f"acs:ram::{principal.account_id}:assumed-role/{principal.name}/{session_name}"
     return principal.arn
+
+
+_VIA_SERVICE: Final = re.compile(r"[a-z0-9][a-z0-9.-]{0,63}")
+
+
+def _via_service(parameters: Mapping[str, str]) -> str:
+    value = parameters.get("ViaService")
+    if value is None:
+        return ""
+    if not _VIA_SERVICE.fullmatch(value):
+        raise InvalidParameterError(
+            f"The parameter ViaService value {shown_value(value)} is not a service name. Use 1 "
+            "to 64 lower-case letters, digits, '.' and '-', such as oss or ecs.",
+            parameter="ViaService",
+        )
+    return value
 
 
 _ACTION_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")

@@ -161,6 +161,13 @@ KMS_ACTIONS: Final[Mapping[str, ActionAuthorization]] = MappingProxyType(
         **{name: _alias_action(name) for name in ("CreateAlias", "UpdateAlias", "DeleteAlias")},
         **_on(ResourceKind.ANY, *_ACCOUNT_WIDE),
         **_on(ResourceKind.INSTANCE, *_INSTANCE),
+        # hyok extensions: the key's associations.
+        **_on(
+            ResourceKind.KEY,
+            "RegisterKeyAssociation",
+            "RemoveKeyAssociation",
+            "ListKeyAssociations",
+        ),
         "DescribeRegions": ActionAuthorization("DescribeRegions", ()),
     }
 )

@@ -74,6 +74,7 @@ from hyok.kms.domain.models import (
 )
 from hyok.kms.store._rows import check_expected, locked_row, select_page, writing
 from hyok.kms.store.aliases import AliasRepository
+from hyok.kms.store.associations import AssociationRepository
 from hyok.kms.store.db import Database
 from hyok.kms.store.errors import RowNotFoundError
 from hyok.kms.store.ram_repositories import (
@@ -845,6 +846,7 @@ class StoreSession:
         self.instances = InstanceRepository(connection, secretbox)
         self.keys = KeyRepository(connection)
         self.aliases = AliasRepository(connection)
+        self.associations = AssociationRepository(connection)
         self.sharing = InstanceSharingRepository(connection)
         self.ram_users = RamUserRepository(connection)
         self.ram_roles = RamRoleRepository(connection)

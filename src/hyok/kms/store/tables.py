@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -89,7 +90,9 @@ __all__ = [
     "instance_shares",
     "instances",
     "key_grant_accounts",
+    "key_resources",
     "key_tags",
+    "key_usage",
     "key_versions",
     "keys",
     "metadata",
@@ -555,6 +558,62 @@ key_tags = Table(
         "ck_key_tags_tag_value",
         "length(tag_value) <= 128",
         "a tag value must have at most 128 characters",
+    ),
+)
+
+
+# --- Key associations ---------------------------------------------------------------------
+
+# Who used each key for cryptography: one row per principal ARN and
+# via-service, with the first and last use and the number of uses.
+key_usage = Table(
+    "key_usage",
+    metadata,
+    Column("key_id", String(128), nullable=False),
+    Column("principal", String(512), nullable=False),
+    Column("via_service", String(64), nullable=False),
+    Column("first_used_at", UtcDateTime(), nullable=False),
+    Column("last_used_at", UtcDateTime(), nullable=False),
+    Column("use_count", BigInteger(), nullable=False),
+    _primary_key(
+        "key_usage",
+        ["key_id", "principal", "via_service"],
+        "a usage row of this principal and service for this key",
+    ),
+    _foreign_key("fk_key_usage_key_id", ["key_id"], ["keys.key_id"], "key", ondelete="CASCADE"),
+    _check(
+        "ck_key_usage_use_count",
+        "use_count >= 1",
+        "a usage row counts at least one use",
+    ),
+)
+
+# Resources that an integrating service registered as using a key.
+key_resources = Table(
+    "key_resources",
+    metadata,
+    Column("key_id", String(128), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("resource_id", String(512), nullable=False),
+    Column("registered_by", String(512), nullable=False),
+    Column("registered_at", UtcDateTime(), nullable=False),
+    _primary_key(
+        "key_resources",
+        ["key_id", "service", "resource_id"],
+        "this resource of this service registered for this key",
+    ),
+    _foreign_key(
+        "fk_key_resources_key_id", ["key_id"], ["keys.key_id"], "key", ondelete="CASCADE"
+    ),
+    _check(
+        "ck_key_resources_service",
+        _length("service", 1, 64),
+        "a service name must have 1 to 64 characters",
+    ),
+    _check(
+        "ck_key_resources_resource_id",
+        _length("resource_id", 1, 512),
+        "a resource ID must have 1 to 512 characters",
     ),
 )
 

@@ -7,6 +7,7 @@
 - ``lifecycle``: UpdateKeyDescription, SetDeletionProtection, ScheduleKeyDeletion and
   CancelKeyDeletion.
 - ``aliases``: CreateAlias, UpdateAlias, DeleteAlias, ListAliases and ListAliasesByKeyId.
+- ``associations``: who uses a key, and resources registered with it (hyok extensions).
 - ``tags``: TagResource, UntagResource, ListResourceTags and their batch forms.
 - ``unsupported``: actions that external keys do not support, with a clear refusal.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from hyok.kms.api.actions._services import Services
 from hyok.kms.api.actions.aliases import alias_handlers
+from hyok.kms.api.actions.associations import association_handlers
 from hyok.kms.api.actions.crypto import crypto_handlers
 from hyok.kms.api.actions.instances import instance_handlers
 from hyok.kms.api.actions.keys import key_handlers
@@ -35,5 +37,6 @@ def build_handlers(services: Services) -> dict[str, Handler]:
     handlers.update(lifecycle_handlers(services))
     handlers.update(alias_handlers(services))
     handlers.update(tag_handlers(services))
+    handlers.update(association_handlers(services))
     handlers.update(unsupported_handlers(services))
     return handlers

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hyok.kms.api.actions._access import guard
 from hyok.kms.api.actions._cache import KeyCache
 from hyok.kms.api.actions._identity_policies import IdentityPolicyCache
+from hyok.kms.api.actions._usage import KeyUsageRecorder
 from hyok.kms.api.params import Params
 from hyok.kms.proxies import ProxyPool
 from hyok.kms.store import KmsStore
@@ -38,7 +39,8 @@ class Services:
     current time, timezone-aware. ``keys`` caches keys and instances for the
     cryptographic path; an action that changes a key or an instance must
     call its ``forget_key`` or ``forget_instance``. ``access`` caches the
-    identity policies of RAM users and roles for the access checks.
+    identity policies of RAM users and roles for the access checks, and
+    ``usage`` counts who used each key until the usage flusher stores it.
     """
 
     store: KmsStore
@@ -48,6 +50,7 @@ class Services:
     clock: Callable[[], datetime] = field(default=_utc_now)
     keys: KeyCache = field(default_factory=KeyCache)
     access: IdentityPolicyCache = field(default_factory=IdentityPolicyCache)
+    usage: KeyUsageRecorder = field(default_factory=KeyUsageRecorder)
 
     async def run(self, function: Callable[..., _T], *args: Any) -> _T:
         """Run a blocking function, such as a store transaction, in the executor."""

@@ -113,6 +113,7 @@ async def _encrypt(
         client.encrypt(key.external_key_id, plaintext, aad, request_metadata(ctx, operation, key)),
         found,
     )
+    services.usage.record(key.key_id, ctx.principal_arn, ctx.via_service, services.clock())
     blob = CiphertextBlob(
         key_id=key.key_id,
         key_version_id=key.primary_key_version_id,
@@ -167,6 +168,7 @@ async def _decrypt(
         ),
         found,
     )
+    services.usage.record(key.key_id, ctx.principal_arn, ctx.via_service, services.clock())
     return found, plaintext
 
 
