@@ -60,9 +60,7 @@ def test_update_key_description(kms_stack: KmsStack) -> None:
     error = error_of(kms_stack, "UpdateKeyDescription", {"KeyId": key})
     assert error.code == "MissingParameter"
     assert "Description" in error.data["Message"]
-    error = error_of(
-        kms_stack, "UpdateKeyDescription", {"KeyId": key, "Description": "x" * 8193}
-    )
+    error = error_of(kms_stack, "UpdateKeyDescription", {"KeyId": key, "Description": "x" * 8193})
     assert error.code == "InvalidParameter"
 
     schedule(kms_stack, key)
@@ -260,3 +258,81 @@ async def test_sweeper_skips_a_round_another_node_holds(kms_stack: KmsStack) -> 
             assert kms_stack.store.database.dialect == "sqlite"
     assert (await sweeper.run_once() or 0) >= 1
     assert error_of(kms_stack, "DescribeKey", {"KeyId": key}).code == "Forbidden.KeyNotFound"
+
+
+def expect(stack: KmsStack, action: str, query: dict[str, str], code: str | None) -> None:
+    """Call ``action``; it must succeed (``code`` None) or fail with ``code``."""
+    if code is None:
+        call(stack.sdk(), action, query)
+        return
+    error = error_of(stack, action, query)
+    assert error.code == code, (action, error.data)
+
+
+@pytest.mark.anyio
+async def test_the_whole_state_walk_with_the_state_matrix(kms_stack: KmsStack) -> None:
+    """Enabled → Disabled → Enabled → PendingDeletion → Enabled → PendingDeletion → deleted."""
+    key = create_key(kms_stack)["KeyId"]
+    blob = encrypt(kms_stack, key)
+    plain = base64.b64encode(b"walk").decode()
+    alias = f"alias/walk-{key[-8:]}"
+    schedule_query = {"KeyId": key, "PendingWindowInDays": "7"}
+    state_failed, disabled, pending = (
+        "Rejected.StateModifiedFailed",
+        "Rejected.Disabled",
+        "Rejected.PendingDeletion",
+    )
+
+    def matrix(rows: list[tuple[str, dict[str, str], str | None]]) -> None:
+        for action, query, code in rows:
+            expect(kms_stack, action, query, code)
+
+    matrix(
+        [
+            ("Encrypt", {"KeyId": key, "Plaintext": plain}, None),
+            ("CancelKeyDeletion", {"KeyId": key}, state_failed),
+            ("CreateAlias", {"AliasName": alias, "KeyId": key}, None),
+        ]
+    )
+    call(kms_stack.sdk(), "DisableKey", {"KeyId": key})
+    matrix(
+        [
+            ("Encrypt", {"KeyId": key, "Plaintext": plain}, disabled),
+            ("Decrypt", {"CiphertextBlob": blob}, disabled),
+            ("GenerateDataKey", {"KeyId": key}, disabled),
+            ("UpdateKeyDescription", {"KeyId": key, "Description": "off"}, None),
+            ("CancelKeyDeletion", {"KeyId": key}, state_failed),
+            ("DescribeKey", {"KeyId": alias}, None),
+        ]
+    )
+    call(kms_stack.sdk(), "EnableKey", {"KeyId": key})
+    expect(kms_stack, "Decrypt", {"CiphertextBlob": blob}, None)
+    call(kms_stack.sdk(), "ScheduleKeyDeletion", schedule_query)
+    pending_rows: list[tuple[str, dict[str, str], str | None]] = [
+        ("Encrypt", {"KeyId": key, "Plaintext": plain}, pending),
+        ("Decrypt", {"CiphertextBlob": blob}, pending),
+        ("GenerateDataKey", {"KeyId": key}, pending),
+        ("EnableKey", {"KeyId": key}, state_failed),
+        ("DisableKey", {"KeyId": key}, state_failed),
+        ("ScheduleKeyDeletion", schedule_query, state_failed),
+        ("UpdateKeyDescription", {"KeyId": key, "Description": "late"}, pending),
+        ("TagResource", {"KeyId": key, "Tags": '[{"TagKey":"a","TagValue":"b"}]'}, pending),
+        ("CreateAlias", {"AliasName": alias + "-2", "KeyId": key}, state_failed),
+        ("DescribeKey", {"KeyId": key}, None),
+        ("ListAliasesByKeyId", {"KeyId": key}, None),
+    ]
+    matrix(pending_rows)
+    call(kms_stack.sdk(), "CancelKeyDeletion", {"KeyId": key})
+    expect(kms_stack, "Encrypt", {"KeyId": key, "Plaintext": plain}, None)
+    call(kms_stack.sdk(), "ScheduleKeyDeletion", schedule_query)
+    matrix(pending_rows)
+
+    deleted = await sweeper_at(kms_stack, datetime.now(UTC) + timedelta(days=8)).run_once()
+    assert deleted is not None and deleted >= 1
+    matrix(
+        [
+            ("DescribeKey", {"KeyId": key}, "Forbidden.KeyNotFound"),
+            ("Decrypt", {"CiphertextBlob": blob}, "Forbidden.KeyNotFound"),
+            ("DescribeKey", {"KeyId": alias}, "Forbidden.AliasNotFound"),
+        ]
+    )
