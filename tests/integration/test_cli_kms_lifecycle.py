@@ -63,9 +63,13 @@ def state(stack: KmsStack, key_id: str) -> dict[str, Any]:
     return metadata
 
 
-def test_disable_asks_only_for_a_used_key(runner: Runner, kms_stack: KmsStack) -> None:
+def test_disable_shows_usage_and_always_asks(runner: Runner, kms_stack: KmsStack) -> None:
     unused = new_key(kms_stack)
-    runner.ok("disable-key", unused)
+    refused = runner.run("disable-key", unused, input="n\n")
+    assert refused.exit_code == 1
+    assert "has no recorded use in the last 30 days" in refused.stderr
+    assert state(kms_stack, unused)["KeyState"] == "Enabled"
+    runner.ok("disable-key", unused, "--yes")
     assert state(kms_stack, unused)["KeyState"] == "Disabled"
     assert f"Key {unused} is Enabled." in runner.ok("enable-key", unused)
 
@@ -74,8 +78,9 @@ def test_disable_asks_only_for_a_used_key(runner: Runner, kms_stack: KmsStack) -
     refused = runner.run("disable-key", used, input="n\n")
     assert refused.exit_code == 1
     assert f"was used in the last 30 days by:\n  acs:ram::{ACCOUNT_ID}:root: 1 use(s)" in (
-        refused.output
+        refused.stderr
     )
+    assert refused.stdout == ""
     assert state(kms_stack, used)["KeyState"] == "Enabled"
     runner.ok("disable-key", used, input="y\n")
     assert state(kms_stack, used)["KeyState"] == "Disabled"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
 
+from hyok.kms.audit import read_events
 from tests.integration._kms import ACCOUNT_ID, KmsStack, kms_stack, postgres_server
 from tests.integration._ram import create_access_key, create_user, kms, unique
 from tests.integration._sdk import call, client_error
@@ -104,3 +106,19 @@ def test_a_user_needs_permission_to_see_associations(kms_stack: KmsStack) -> Non
     client = kms(kms_stack, *create_access_key(kms_stack, name))
     error = client_error(lambda: call(client, "ListKeyAssociations", {"KeyId": key}))
     assert error.code == "Forbidden.NoPermission"
+
+
+def test_via_service_reaches_the_proxy_and_the_trail(kms_stack: KmsStack) -> None:
+    key = new_key(kms_stack)
+    query = {"KeyId": key, "Plaintext": base64.b64encode(b"via").decode(), "ViaService": "oss"}
+    request_id = call(kms_stack.sdk(), "Encrypt", query)["RequestId"]
+    assert kms_stack.proxy.audit.for_request(request_id)["viaService"] == "oss"
+    deadline = time.monotonic() + 3
+    while True:
+        events = [
+            e for _, e in read_events(kms_stack.audit_path) if e.get("request_id") == request_id
+        ]
+        if events or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert events and events[0]["via_service"] == "oss"

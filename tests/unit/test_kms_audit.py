@@ -56,6 +56,7 @@ def test_a_written_trail_verifies_and_is_private(tmp_path: Path) -> None:
         "version",
         "action",
         "key_ids",
+        "via_service",
         "outcome",
         "code",
         "latency_ms",

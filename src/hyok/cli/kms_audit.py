@@ -92,8 +92,12 @@ def list_events(
     before = _parse_time(until, "--until")
     path = _trail(data_dir, config)
     matched: list[dict[str, object]] = []
+    unreadable = 0
     for _number, event in read_events(path):
-        if not event or (key_id and key_id not in (event.get("key_ids") or [])):
+        if not event:
+            unreadable += 1
+            continue
+        if key_id and key_id not in (event.get("key_ids") or []):
             continue
         if principal and principal not in (event.get("principal"), event.get("account_id")):
             continue
@@ -107,6 +111,18 @@ def list_events(
             if (after and when < after) or (before and when >= before):
                 continue
         matched.append(event)
+    if unreadable:
+        click.echo(
+            f"warning: {unreadable} line(s) of {path} are not audit events; run "
+            "'hyok kms audit verify' to see where",
+            err=True,
+        )
+    if not matched:
+        click.echo(
+            "No audit event matches. Action names are case-sensitive (Encrypt), and --key-id "
+            "takes a key ID or an alias name as the call named it.",
+            err=True,
+        )
     matched = matched[-limit:]
     if output is OutputFormat.JSON:
         click.echo(json.dumps(matched, indent=2))

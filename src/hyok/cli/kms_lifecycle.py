@@ -1,10 +1,9 @@
 """``hyok kms`` commands for a key's state, deletion, tags and associations.
 
 Disabling a key and scheduling its deletion stop every application that
-uses it. Before either, the command asks ListKeyAssociations who used the
-key in the last 30 days; when someone did (or the question cannot be
-answered), it shows them and asks for confirmation, unless ``--yes`` is
-given.
+uses it. Before either, the command shows who used the key in the last 30
+days (ListKeyAssociations) and asks for confirmation on standard error,
+unless ``--yes`` is given.
 """
 
 from __future__ import annotations
@@ -34,8 +33,8 @@ def _client(connection: ConnectionOptions) -> KmsClient:
 _RECENT_DAYS = 30
 
 
-def _confirm_if_used(client: KmsClient, key_id: str, yes: bool, question: str) -> None:
-    """Show who used the key recently and ask ``question``; skip when unused or ``yes``."""
+def _confirm_with_usage(client: KmsClient, key_id: str, yes: bool, question: str) -> None:
+    """Show who used the key in the last 30 days, then ask ``question``, unless ``yes``."""
     if yes:
         return
     try:
@@ -46,17 +45,22 @@ def _confirm_if_used(client: KmsClient, key_id: str, yes: bool, question: str) -
         principals = (body.get("Principals") or {}).get("Principal") or []
         resources = (body.get("Resources") or {}).get("Resource") or []
         if not principals and not resources:
-            return
-        click.echo(f"Key {key_id} was used in the last {_RECENT_DAYS} days by:", err=True)
-        for row in principals:
-            via = f" via {row['ViaService']}" if row.get("ViaService") else ""
             click.echo(
-                f"  {row['Principal']}{via}: {row['UseCount']} use(s), last {row['LastUsed']}",
+                f"Key {key_id} has no recorded use in the last {_RECENT_DAYS} days and no "
+                "registered resource (older uses are not shown).",
                 err=True,
             )
-        for row in resources:
-            click.echo(f"  resource {row['Service']}:{row['ResourceId']}", err=True)
-    if not click.confirm(question, default=False):
+        else:
+            click.echo(f"Key {key_id} was used in the last {_RECENT_DAYS} days by:", err=True)
+            for row in principals:
+                via = f" via {row['ViaService']}" if row.get("ViaService") else ""
+                click.echo(
+                    f"  {row['Principal']}{via}: {row['UseCount']} use(s), last {row['LastUsed']}",
+                    err=True,
+                )
+            for row in resources:
+                click.echo(f"  resource {row['Service']}:{row['ResourceId']}", err=True)
+    if not click.confirm(question, default=False, err=True):
         raise click.Abort
 
 
@@ -78,8 +82,8 @@ def disable_key(
 ) -> None:
     """Disable a key: every cryptographic call with it fails until it is enabled."""
     client = _client(connection)
-    _confirm_if_used(
-        client, key_id, yes, f"Disable key {key_id}? They will fail until it is enabled"
+    _confirm_with_usage(
+        client, key_id, yes, f"Disable key {key_id}? Calls with it fail until it is enabled again"
     )
     body = client.call("DisableKey", {"KeyId": key_id})
     _done(output, body, f"Key {key_id} is Disabled.")
@@ -148,7 +152,7 @@ def schedule_key_deletion(
 ) -> None:
     """Schedule a key's deletion. The key in your key manager is never deleted by this."""
     client = _client(connection)
-    _confirm_if_used(
+    _confirm_with_usage(
         client,
         key_id,
         yes,

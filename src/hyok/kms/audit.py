@@ -1,7 +1,8 @@
 """The KMS audit trail: one hash-chained JSON line per API call, allowed or not.
 
 Each event records the time, request ID, account, principal ARN, AccessKey
-ID, source IP, API version and action, the key IDs the call named, the
+ID, source IP, API version and action, the key IDs and alias names the
+call named, the via-service it declared (``ViaService``), the
 outcome (``success``, ``denied``, ``unauthenticated`` or ``failed``), the
 error code and the latency. No parameter value is ever recorded: no
 plaintext, ciphertext, policy or credential.
@@ -64,6 +65,7 @@ class AuditEvent:
     version: str
     action: str
     key_ids: Sequence[str] = field(default=())
+    via_service: str = ""
     outcome: str
     code: str
     latency_ms: float
@@ -104,6 +106,7 @@ class KmsAuditTrail:
             "version": event.version,
             "action": event.action,
             "key_ids": list(dict.fromkeys(event.key_ids)),
+            "via_service": event.via_service,
             "outcome": event.outcome,
             "code": event.code,
             "latency_ms": round(event.latency_ms, 1),

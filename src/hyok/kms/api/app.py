@@ -362,6 +362,7 @@ class _Outcome:
         "key_ids",
         "principal",
         "version",
+        "via_service",
     )
 
     def __init__(self) -> None:
@@ -372,6 +373,7 @@ class _Outcome:
         self.version = "-"
         self.authenticated = False
         self.key_ids: list[str] = []
+        self.via_service = ""
 
 
 class KmsApp:
@@ -563,6 +565,7 @@ class KmsApp:
                     version=outcome.version,
                     action=outcome.action,
                     key_ids=outcome.key_ids,
+                    via_service=outcome.via_service,
                     outcome=_outcome_name(code, outcome.authenticated),
                     code=code,
                     latency_ms=latency_ms,
@@ -644,6 +647,7 @@ class KmsApp:
             resources=outcome.key_ids,
             via_service=_via_service(caller.parameters),
         )
+        outcome.via_service = context.via_service
         result = await handler(context, Params(caller.parameters))
         if caller.version == RAM_API_VERSION and self._on_identity_change is not None:
             # Any RAM change may change what a caller is allowed; drop what was cached.

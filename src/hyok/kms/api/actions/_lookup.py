@@ -296,6 +296,7 @@ def request_metadata(ctx: CallContext, operation: str, key: Key | None = None) -
         kms_operation=operation,
         principal_arn=principal_arn(ctx),
         kms_key_arn=key.arn if key is not None else None,
+        kms_via_service=ctx.via_service or None,
     )
 
 

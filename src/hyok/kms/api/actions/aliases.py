@@ -182,6 +182,7 @@ def _insert_within_limit(store: KmsStore, alias: Alias, limit: int) -> None:
 
 async def create_alias(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
     alias_name = _alias_name(params)
+    ctx.resources.append(alias_name)
     reference = _key_reference(params)
     await _authorize_alias(services, ctx, alias_name)
     found = await _target_key(services, ctx, reference)
@@ -231,6 +232,7 @@ def _retarget(
 
 async def update_alias(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
     alias_name = _alias_name(params)
+    ctx.resources.append(alias_name)
     reference = _key_reference(params)
     await _authorize_alias(services, ctx, alias_name)
     previous = await _existing(services, ctx, alias_name)
@@ -275,6 +277,7 @@ def _delete(store: KmsStore, alias: Alias) -> None:
 
 async def delete_alias(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
     alias_name = _alias_name(params)
+    ctx.resources.append(alias_name)
     await _authorize_alias(services, ctx, alias_name)
     alias = await _existing(services, ctx, alias_name)
     # The permission on the key the alias points to, in whatever state the key is.
