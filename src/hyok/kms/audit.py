@@ -17,15 +17,17 @@ breaks the chain at that line. Removing the newest events of a chain is
 only visible against an outside record of the last hash (``tail -1``), as
 with any hash chain.
 
-Each line is one ``write`` to a file opened with O_APPEND and mode 0600, so
-the lines of several worker processes never interleave; each worker keeps
-its own chain. The request ID is the ``kmsRequestId`` that the XKI proxy
-receives and writes to its own audit log, so one call can be followed from
-the KMS into the proxy.
+Lines go to a file opened with O_APPEND and mode 0600. The lines of the
+requests that end in one pass of the event loop leave in one ``write`` at
+the end of that pass (a crash loses at most those), so the lines of several
+worker processes never interleave; each worker keeps its own chain. The
+request ID is the ``kmsRequestId`` that the XKI proxy receives and writes to
+its own audit log, so one call can be followed from the KMS into the proxy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -87,6 +89,7 @@ class KmsAuditTrail:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._lock = threading.Lock()
+        self._pending: list[bytes] = []
         self._chain = secrets.token_hex(8)
         self._seq = 0
         self._prev = _last_hash(path)
@@ -118,10 +121,26 @@ class KmsAuditTrail:
             record["prev"] = self._prev
             body = _ENCODER.encode(record)
             digest = _hash(self._prev, body)
-            os.write(self._fd, f'{body[:-1]},"hash":"{digest}"}}\n'.encode("ascii"))
+            self._pending.append(f'{body[:-1]},"hash":"{digest}"}}\n'.encode("ascii"))
             self._prev = digest
+            if len(self._pending) > 1:
+                return
+        try:
+            # Lines of requests that end in the same pass of the event loop
+            # leave in one write at its end.
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the lines recorded so far."""
+        with self._lock:
+            if self._pending:
+                os.write(self._fd, b"".join(self._pending))
+                self._pending.clear()
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             os.fsync(self._fd)
             os.close(self._fd)

@@ -543,7 +543,9 @@ class KmsApp:
         )
         await send({"type": "http.response.body", "body": body})
         latency_ms = (time.perf_counter() - started) * 1000
-        logger.info(
+        # With an audit trail, which records every request, the log line is DEBUG.
+        logger.log(
+            logging.DEBUG if self._audit is not None else logging.INFO,
             "kms request action=%s status=%d code=%s request_id=%s access_key_id=%s "
             "latency_ms=%.1f",
             outcome.action,
