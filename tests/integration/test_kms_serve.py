@@ -280,16 +280,27 @@ def test_untrusted_certificate_rejected(served: Served, tmp_path: Path) -> None:
     close_sdk_connections(served.kms.endpoint)
 
 
-def test_log_has_request_line_without_values(served: Served) -> None:
+def test_audit_trail_has_the_request_without_values(served: Served) -> None:
+    """With its audit trail, hyok kms serve records each request there, never a parameter value."""
     padding = "hyok-log-probe-" * 10
-    call(served.sdk(), "DescribeRegions", {"HyokTestPadding": padding})
+    request_id = call(served.sdk(), "DescribeRegions", {"HyokTestPadding": padding})["RequestId"]
+    trail = served.kms.config.parent / "audit" / "kms-audit.jsonl"
     deadline = time.monotonic() + 5
     text = ""
-    while "action=DescribeRegions" not in text and time.monotonic() < deadline:
-        text = served.kms.log.read_text()
+    while request_id not in text and time.monotonic() < deadline:
+        text = trail.read_text() if trail.exists() else ""
         time.sleep(0.1)
-    assert "action=DescribeRegions status=200 code=OK" in text
+    [line] = [line for line in text.splitlines() if request_id in line]
+    event = json.loads(line)
+    assert (event["action"], event["outcome"], event["code"]) == (
+        "DescribeRegions",
+        "success",
+        "OK",
+    )
     assert "hyok-log-probe" not in text
+    assert "hyok-log-probe" not in served.kms.log.read_text()
+    result = served.cli("kms", "audit", "verify")
+    assert "verified" in result.stdout
 
 
 # Accounts ------------------------------------------------------------------------------
