@@ -3,7 +3,7 @@
 Every successful cryptographic call adds one use of its key by the caller's
 principal ARN and via-service. Counting here costs no store access on the
 cryptographic path; :mod:`hyok.kms.usage` moves the counts into the store
-every few seconds, and before ListKeyAssociations answers.
+every few seconds, and before ListKeyAssociations reads them.
 """
 
 from __future__ import annotations
