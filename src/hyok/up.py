@@ -846,9 +846,9 @@ def _run(
     # Any HTTP response means the KMS is serving; an unsigned GET gets a 400.
     _wait_until_serving(
         kms_child,
-        f"https://{layout.kms_endpoint}/",
+        f"https://{layout.kms_endpoint}/healthz",
         layout.kms_ca_file,
-        lambda response: response.status_code < 500,
+        lambda response: response.status_code == 200,
     )
 
     if state.external_key_id is None:

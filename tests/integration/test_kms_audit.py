@@ -147,3 +147,19 @@ def test_an_unknown_action_is_recorded_by_name(kms_stack: KmsStack) -> None:
     event = event_for(kms_stack, error.data["RequestId"])
     assert (event["action"], event["outcome"]) == ("NoSuchAction", "failed")
     assert event["principal"] == f"acs:ram::{ACCOUNT_ID}:root"
+
+
+def test_the_health_path_is_not_an_api_call(kms_stack: KmsStack) -> None:
+    import ssl
+
+    import httpx
+
+    before = kms_stack.audit_path.read_text(encoding="ascii").count("\n")
+    context = ssl.create_default_context(cafile=str(kms_stack.ca_file))
+    with httpx.Client(verify=context, trust_env=False) as client:
+        response = client.get(f"https://127.0.0.1:{kms_stack.port}/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    call(kms_stack.sdk(), "DescribeRegions")
+    time.sleep(0.2)
+    events = [e for _, e in read_events(kms_stack.audit_path)][before:]
+    assert [e["action"] for e in events] == ["DescribeRegions"]
