@@ -166,7 +166,7 @@ def administered_key(stack: KmsStack) -> tuple[Any, Any, str, str]:
     return admin_client, user_client_, create_key(stack, policy)["KeyId"], policy
 
 
-def test_an_administrator_disables_but_cannot_encrypt(kms_stack: KmsStack) -> None:
+def test_administrator_disables_but_cannot_encrypt(kms_stack: KmsStack) -> None:
     admin_client, user_client_, key, _ = administered_key(kms_stack)
 
     data = denied(lambda: encrypt(admin_client, key))
@@ -217,7 +217,7 @@ def test_explicit_deny_in_the_key_policy_binds_the_root_too(kms_stack: KmsStack)
     assert call(kms_stack.sdk(), "DescribeKey", {"KeyId": key})["KeyMetadata"]["KeyId"] == key
 
 
-def test_a_role_session_is_authorised_as_its_role(kms_stack: KmsStack) -> None:
+def test_role_session_is_authorised_as_its_role(kms_stack: KmsStack) -> None:
     key = create_key(kms_stack)["KeyId"]
     caller = unique("caller")
     create_user(kms_stack, caller)
@@ -310,7 +310,7 @@ def test_cross_account_use_needs_the_key_policy_its_own_grant_and_the_arn(
     assert error.code == "Forbidden.KeyNotFound"
 
 
-def test_a_foreign_account_not_in_the_key_policy_learns_nothing(kms_stack: KmsStack) -> None:
+def test_foreign_account_not_in_the_key_policy_learns_nothing(kms_stack: KmsStack) -> None:
     key = create_key(kms_stack)
     other_root = kms_stack.sdk(other_account=True)
     missing = f"acs:kms:{REGION}:{ACCOUNT_ID}:key/key-hzz00000000000000000000"
@@ -341,7 +341,7 @@ def deny_everything() -> str:
     )
 
 
-def test_the_root_can_always_repair_its_key_policy(kms_stack: KmsStack) -> None:
+def test_root_can_always_repair_its_key_policy(kms_stack: KmsStack) -> None:
     key = create_key(kms_stack)["KeyId"]
     root = kms_stack.sdk()
     call(root, "SetKeyPolicy", {"KeyId": key, "Policy": deny_everything()})
@@ -372,7 +372,7 @@ def test_key_policy_errors(kms_stack: KmsStack) -> None:
     assert error.code == "InvalidParameter"
 
 
-def test_a_user_needs_permission_to_read_or_change_the_key_policy(kms_stack: KmsStack) -> None:
+def test_user_needs_permission_to_read_or_change_the_key_policy(kms_stack: KmsStack) -> None:
     admin_client, user_client_, key, policy = administered_key(kms_stack)
     assert call(admin_client, "GetKeyPolicy", {"KeyId": key})["Policy"] == policy
     denied(lambda: call(user_client_, "GetKeyPolicy", {"KeyId": key}))

@@ -144,14 +144,14 @@ def test_cli_verifies_and_lists_the_trail(kms_stack: KmsStack, tmp_path: Path) -
     assert listed["action"] == "DescribeRegions"
 
 
-def test_an_unknown_action_is_recorded_by_name(kms_stack: KmsStack) -> None:
+def test_unknown_action_is_recorded_by_name(kms_stack: KmsStack) -> None:
     error = client_error(lambda: call(kms_stack.sdk(), "NoSuchAction"))
     event = event_for(kms_stack, error.data["RequestId"])
     assert (event["action"], event["outcome"]) == ("NoSuchAction", "failed")
     assert event["principal"] == f"acs:ram::{ACCOUNT_ID}:root"
 
 
-def test_the_health_path_is_not_an_api_call(kms_stack: KmsStack) -> None:
+def test_health_path_is_not_an_api_call(kms_stack: KmsStack) -> None:
     import ssl
 
     import httpx

@@ -28,7 +28,7 @@ def context(action: str) -> CallContext:
     )
 
 
-def test_an_action_without_a_row_cannot_be_served() -> None:
+def test_action_without_a_row_cannot_be_served() -> None:
     async def action(*_: Any) -> dict[str, Any]:
         return {}
 
@@ -36,7 +36,7 @@ def test_an_action_without_a_row_cannot_be_served() -> None:
         guard("MadeUpAction", action)
 
 
-def test_an_action_that_returns_without_its_key_check_fails_closed() -> None:
+def test_action_that_returns_without_its_key_check_fails_closed() -> None:
     async def forgetful(*_: Any) -> dict[str, Any]:
         return {"Plaintext": "should never leave"}
 
@@ -45,7 +45,7 @@ def test_an_action_that_returns_without_its_key_check_fails_closed() -> None:
         asyncio.run(guarded(None, context("Encrypt"), Params({})))  # type: ignore[arg-type]
 
 
-def test_an_action_that_checked_its_key_returns() -> None:
+def test_action_that_checked_its_key_returns() -> None:
     async def careful(_services: Any, ctx: CallContext, _params: Params) -> dict[str, Any]:
         ctx.authorized.append("kms:Encrypt")
         return {"KeyId": "k"}

@@ -38,7 +38,7 @@ def lines(path: Path) -> list[str]:
     return path.read_text(encoding="ascii").splitlines(keepends=True)
 
 
-def test_a_written_trail_verifies_and_is_private(tmp_path: Path) -> None:
+def test_written_trail_verifies_and_is_private(tmp_path: Path) -> None:
     path = tmp_path / "audit" / "kms-audit.jsonl"
     write(path, 5)
     assert verify(path) == (5, 1, [])
@@ -67,7 +67,7 @@ def test_a_written_trail_verifies_and_is_private(tmp_path: Path) -> None:
     }
 
 
-def test_a_restart_continues_from_the_last_hash(tmp_path: Path) -> None:
+def test_restart_continues_from_the_last_hash(tmp_path: Path) -> None:
     path = tmp_path / "trail.jsonl"
     write(path, 3)
     last = json.loads(lines(path)[-1])["hash"]
@@ -88,7 +88,7 @@ def test_two_writers_on_one_file_verify(tmp_path: Path) -> None:
     assert verify(path) == (4, 2, [])
 
 
-def test_an_edited_event_is_found(tmp_path: Path) -> None:
+def test_edited_event_is_found(tmp_path: Path) -> None:
     path = tmp_path / "trail.jsonl"
     write(path, 4)
     text = lines(path)
@@ -99,7 +99,7 @@ def test_an_edited_event_is_found(tmp_path: Path) -> None:
     assert [(p.line, "edited" in p.reason) for p in problems] == [(3, True)]
 
 
-def test_a_removed_event_is_found(tmp_path: Path) -> None:
+def test_removed_event_is_found(tmp_path: Path) -> None:
     path = tmp_path / "trail.jsonl"
     write(path, 4)
     text = lines(path)
@@ -128,7 +128,7 @@ def test_reordered_events_are_found(tmp_path: Path) -> None:
     assert verify(path)[2]
 
 
-def test_a_line_that_is_not_an_event_is_found(tmp_path: Path) -> None:
+def test_line_that_is_not_an_event_is_found(tmp_path: Path) -> None:
     path = tmp_path / "trail.jsonl"
     write(path, 2)
     with path.open("a", encoding="ascii") as stream:

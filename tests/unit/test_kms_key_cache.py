@@ -112,7 +112,7 @@ def test_concurrent_misses_share_one_read() -> None:
     asyncio.run(scenario())
 
 
-def test_a_key_forgotten_during_the_read_is_not_cached() -> None:
+def test_key_forgotten_during_the_read_is_not_cached() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
         reader = Reader(KeyContext(key("key-a"), instance()))
@@ -125,7 +125,7 @@ def test_a_key_forgotten_during_the_read_is_not_cached() -> None:
     asyncio.run(scenario())
 
 
-def test_a_failed_read_reaches_every_waiter_and_caches_nothing() -> None:
+def test_failed_read_reaches_every_waiter_and_caches_nothing() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
         reader = Reader(KeyContext(key("key-a"), instance()))
@@ -143,7 +143,7 @@ def test_a_failed_read_reaches_every_waiter_and_caches_nothing() -> None:
     asyncio.run(scenario())
 
 
-def test_a_cancelled_waiter_does_not_cancel_the_read() -> None:
+def test_cancelled_waiter_does_not_cancel_the_read() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
         reader = Reader(KeyContext(key("key-a"), instance()))
@@ -157,7 +157,7 @@ def test_a_cancelled_waiter_does_not_cancel_the_read() -> None:
     asyncio.run(scenario())
 
 
-def test_a_missing_key_is_not_cached() -> None:
+def test_missing_key_is_not_cached() -> None:
     async def scenario() -> None:
         cache = KeyCache(ttl=60)
         reader = Reader(None)

@@ -57,7 +57,7 @@ _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, sor
 
 @dataclass(frozen=True, kw_only=True)
 class AuditEvent:
-    """What the KMS app reports about one API call."""
+    """The report of one API call that the KMS app passes to the trail."""
 
     request_id: str
     account_id: str

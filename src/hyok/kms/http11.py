@@ -91,7 +91,7 @@ class KmsHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # uvicorn logs each request target, and with it every KMS parameter value,
-        # whenever the uvicorn.access logger has a handler, whatever access_log says.
+        # whenever the uvicorn.access logger has a handler, whatever access_log is set to.
         self.access_log = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

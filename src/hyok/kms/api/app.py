@@ -148,7 +148,7 @@ class CallContext:
     ``authorized`` collects the ``kms:`` permissions checked so far, and
     ``resources`` the key IDs the request named, for the audit trail.
     ``via_service`` is the hyok extension parameter ``ViaService``: the
-    integrating service that calls on the principal's behalf, as it says.
+    integrating service that calls on the principal's behalf, as the caller declares it.
     """
 
     request_id: str
@@ -221,7 +221,7 @@ def builtin_handlers(regions: Sequence[str]) -> dict[str, Handler]:
 
 @dataclass(frozen=True, slots=True)
 class _Signer:
-    """What the app knows about one AccessKey ID: its credential and the identity behind it.
+    """The signer of one AccessKey ID: its credential and the identity behind it.
 
     ``token_hash`` is the SHA-256 of the security token of STS credentials,
     and None for a permanent AccessKey. ``active`` is False for an Inactive
@@ -353,7 +353,7 @@ class _NotCachedError(Exception):
 
 
 class _Outcome:
-    """What the log line and the audit event of one request report."""
+    """The fields that the log line and the audit event of one request report."""
 
     __slots__ = (
         "access_key_id",
@@ -741,7 +741,7 @@ _DENIED_CODES: Final = frozenset({"Forbidden.NoPermission", "NoPermission"})
 
 
 def _outcome_name(code: str, authenticated: bool) -> str:
-    """The audit outcome of a request that ended with ``code``."""
+    """Return the audit outcome of a request that ended with ``code``."""
     if code == "OK":
         return "success"
     if not authenticated:

@@ -43,7 +43,7 @@ _MAX_ARN_LENGTH: Final = 256
 def _not_pending_deletion(key: Key, action: str) -> None:
     if key.state is KeyState.PENDING_DELETION:
         raise RejectedPendingDeletionError(
-            f"Key {key.key_id} is pending deletion, so {action} is refused. Call "
+            f"Key {key.key_id} is pending deletion, so {action} is rejected. Call "
             "CancelKeyDeletion first if the key must stay."
         )
 

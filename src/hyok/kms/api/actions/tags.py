@@ -46,7 +46,7 @@ _OTHER_RESOURCES: Final = ("SecretName", "CertificateId")
 _MAX_TAG_KEYS_TEXT: Final = MAX_TAGS_PER_CALL * (MAX_TAG_LENGTH * 6 + 4) + 2
 
 
-def _refuse_other_resources(params: Params) -> None:
+def _reject_other_resources(params: Params) -> None:
     for name in _OTHER_RESOURCES:
         if name in params:
             raise UnsupportedOperationError(
@@ -77,7 +77,7 @@ def _region(services: Services, params: Params) -> None:
 def _writable(found: KeyContext, action: str) -> None:
     if found.key.state is KeyState.PENDING_DELETION:
         raise RejectedPendingDeletionError(
-            f"Key {found.key.key_id} is pending deletion, so {action} is refused. Call "
+            f"Key {found.key.key_id} is pending deletion, so {action} is rejected. Call "
             "CancelKeyDeletion first if the key must stay."
         )
 
@@ -122,7 +122,7 @@ def _checked_tag_keys(names: Sequence[str], parameter: str) -> list[str]:
 
 @dataclass(frozen=True)
 class _TagChange:
-    """What one action does to one key's tags: add ``add``, then remove ``remove``.
+    """The change of one key's tags by one action: add ``add``, then remove ``remove``.
 
     ``remove`` None removes nothing; ``remove_all`` removes every tag.
     """
@@ -163,7 +163,7 @@ async def _store_changes(services: Services, changes: Sequence[_TagChange]) -> N
 
 
 async def tag_resource(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
-    _refuse_other_resources(params)
+    _reject_other_resources(params)
     tags = params.tags_json("Tags", max_items=MAX_TAGS_PER_CALL)
     if not tags:
         raise MissingParameterError("Tags")
@@ -174,7 +174,7 @@ async def tag_resource(services: Services, ctx: CallContext, params: Params) -> 
 
 
 async def untag_resource(services: Services, ctx: CallContext, params: Params) -> dict[str, Any]:
-    _refuse_other_resources(params)
+    _reject_other_resources(params)
     names = _tag_keys_parameter(params, "TagKeys")
     found = await find_key(services, ctx, params)
     _writable(found, "UntagResource")
