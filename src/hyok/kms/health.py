@@ -42,7 +42,6 @@ messages, which contain none.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Final
 
 from hyok.common.errors import ConfigError
 from hyok.kms.domain import MAX_ERROR_DETAIL_LENGTH, Instance, InstanceErrorReason, InstanceStatus
+from hyok.kms.periodic import PeriodicTask, job_lock
 from hyok.kms.proxies import InstanceNotConfiguredError
 from hyok.kms.store import KmsStore, StoreError
 from hyok.kms.xki_client import (
@@ -87,7 +87,6 @@ DEFAULT_HEALTH_INTERVAL: Final = 30.0
 MONITOR_OPERATION: Final = "KmsHealthCheck"
 """The ``kmsOperation`` of the monitor's health requests."""
 _MAX_CONCURRENT_CHECKS: Final = 16
-_STOP_TIMEOUT: Final = 30.0
 _NOT_SERVING: Final = (
     "the proxy reports that no member of its key manager fleet is ACTIVE or DEGRADED"
 )
@@ -226,7 +225,7 @@ def log_transition(before: Instance, after: Instance) -> None:
     )
 
 
-class InstanceHealthMonitor:
+class InstanceHealthMonitor(PeriodicTask):
     """Background health checks of the monitored instances' proxies, in rounds.
 
     :meth:`start` runs a first round at once and then one round every
@@ -237,54 +236,12 @@ class InstanceHealthMonitor:
     that fails unexpectedly is logged and does not stop the others.
     """
 
+    job = "instance health monitor"
+    logger = logger
+
     def __init__(self, services: Services, interval: float = DEFAULT_HEALTH_INTERVAL) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be more than 0 seconds, got {interval}")
-        self.services = services
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        super().__init__(services, interval)
         self._limit = asyncio.Semaphore(_MAX_CONCURRENT_CHECKS)
-
-    def __repr__(self) -> str:
-        running = self._task is not None and not self._task.done()
-        return f"InstanceHealthMonitor(interval={self.interval}, running={running})"
-
-    async def start(self) -> None:
-        """Start the rounds in a background task. Does nothing when they already run."""
-        if self._task is not None and not self._task.done():
-            return
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="hyok-instance-health")
-        logger.info("instance health monitor started, every %.1f s", self.interval)
-
-    async def stop(self) -> None:
-        """Stop the rounds, letting a round in progress finish first (at most 30 s)."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), _STOP_TIMEOUT)
-        except TimeoutError:
-            logger.warning(
-                "instance health round did not finish in %.0f s, so it is cancelled", _STOP_TIMEOUT
-            )
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        logger.info("instance health monitor stopped")
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.run_once()
-            except StoreError as exc:
-                logger.warning("instance health round failed: %s", exc.message)
-            except Exception:
-                logger.exception("instance health round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
 
     async def run_once(self) -> int | None:
         """Run one round now: check every monitored instance, under the job lock.
@@ -293,21 +250,13 @@ class InstanceHealthMonitor:
         holds the lock and runs the round.
         """
         services = self.services
-        with contextlib.ExitStack() as stack:
-            # The lock's transaction opens and closes in the executor, because
-            # both block on the database.
-            acquired = await services.run(
-                stack.enter_context, services.store.try_job_lock(HEALTH_JOB)
-            )
-            try:
-                if not acquired:
-                    logger.debug("instance health round skipped: another KMS node runs it")
-                    return None
-                instances = await services.run(_load_monitored, services.store)
-                await asyncio.gather(*(self._check_limited(instance) for instance in instances))
-                return len(instances)
-            finally:
-                await services.run(stack.pop_all().close)
+        async with job_lock(services, HEALTH_JOB) as acquired:
+            if not acquired:
+                logger.debug("instance health round skipped: another KMS node runs it")
+                return None
+            instances = await services.run(_load_monitored, services.store)
+            await asyncio.gather(*(self._check_limited(instance) for instance in instances))
+            return len(instances)
 
     async def check_now(self, instance_id: str) -> Instance | None:
         """Check one instance now, outside the rounds and without the job lock.

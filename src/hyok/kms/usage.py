@@ -9,11 +9,10 @@ killed loses at most the last interval's counts.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Final
 
+from hyok.kms.periodic import PeriodicTask
 from hyok.kms.store import KmsStore, StoreError
 from hyok.kms.store.associations import UsageCount
 
@@ -47,47 +46,25 @@ async def flush_usage(services: Services) -> int:
         raise
 
 
-class KeyUsageFlusher:
+class KeyUsageFlusher(PeriodicTask):
     """Run :func:`flush_usage` every ``interval`` seconds, and once more at :meth:`stop`."""
 
+    job = "key usage flusher"
+    logger = logger
+    first_round_at_start = False
+
     def __init__(self, services: Services, interval: float = DEFAULT_FLUSH_INTERVAL) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be more than 0 seconds, got {interval}")
-        self.services = services
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        super().__init__(services, interval)
 
-    def __repr__(self) -> str:
-        running = self._task is not None and not self._task.done()
-        return f"KeyUsageFlusher(interval={self.interval}, running={running})"
+    async def run_once(self) -> int | None:
+        """Write the counts gathered so far and return the number of rows written."""
+        return await flush_usage(self.services)
 
-    async def start(self) -> None:
-        if self._task is not None and not self._task.done():
-            return
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="hyok-key-usage")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await self._flush()
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
-            if not self._stopping.is_set():
-                await self._flush()
-
-    async def _flush(self) -> None:
+    async def after_stop(self) -> None:
+        """Write the counts of the last interval, so a clean stop loses none."""
         try:
             await flush_usage(self.services)
         except StoreError as exc:
-            logger.warning("key usage not stored yet, kept for the next flush: %s", exc.message)
+            logger.warning("key usage not stored at stop, %s", exc.message)
         except Exception:
-            logger.exception("key usage flush failed; the counts are kept for the next flush")
+            logger.exception("key usage flush at stop failed")
