@@ -46,6 +46,7 @@ __all__ = [
     "ConnectionOptions",
     "KmsClient",
     "KmsTarget",
+    "Paging",
     "api_error_message",
     "api_options",
     "connection_options",
@@ -53,6 +54,7 @@ __all__ = [
     "fetch_all_pages",
     "flatten",
     "page_title",
+    "paging_options",
     "print_fields",
     "private_file_warning",
     "resolve_target",
@@ -615,6 +617,77 @@ def fetch_all_pages(
         if not page or len(items) >= total:
             return items, max(total, len(items))
         number += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """The page options of a listing command: one page, or every page with ``every``."""
+
+    number: int | None
+    size: int | None
+    every: bool
+
+    def fetch(
+        self, fetch: Callable[[int | None, int | None], dict[str, Any]], wrapper: str, item: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Return the response to print and its items, such as ``Keys.Key``.
+
+        For every page the response is built here: the items under
+        ``wrapper.item`` and ``TotalCount``.
+        """
+        if self.every:
+            items, total = fetch_all_pages(fetch, self.size or ALL_PAGE_SIZE, wrapper, item)
+            return {wrapper: {item: items}, "TotalCount": total}, items
+        body = fetch(self.number, self.size)
+        return body, (body.get(wrapper) or {}).get(item) or []
+
+
+def paging_options(noun: str, default_size: int) -> Callable[[_F], _F]:
+    """Add ``--page-number``, ``--page-size`` and ``--all`` for a listing of ``noun``.
+
+    The command receives them as one ``paging`` argument, a Paging.
+    ``default_size`` is the server's page size, shown in the help.
+    """
+
+    def decorate(function: _F) -> _F:
+        @functools.wraps(function)
+        def wrapper(
+            *args: Any,
+            page_number: int | None,
+            page_size: int | None,
+            all_pages: bool,
+            **kwargs: Any,
+        ) -> Any:
+            if all_pages and page_number is not None:
+                raise click.UsageError(
+                    "--all fetches every page, so it cannot be combined with --page-number"
+                )
+            return function(*args, paging=Paging(page_number, page_size, all_pages), **kwargs)
+
+        options = [
+            click.option(
+                "--page-number",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Page to show. Default: 1.",
+            ),
+            click.option(
+                "--page-size",
+                type=click.IntRange(1, ALL_PAGE_SIZE),
+                default=None,
+                help=(
+                    f"{noun.capitalize()} per page, 1 to {ALL_PAGE_SIZE}. "
+                    f"Default: {default_size}, or {ALL_PAGE_SIZE} with --all."
+                ),
+            ),
+            click.option("--all", "all_pages", is_flag=True, help="Fetch every page."),
+        ]
+        decorated: Any = wrapper
+        for option in reversed(options):
+            decorated = option(decorated)
+        return decorated  # type: ignore[no-any-return]
+
+    return decorate
 
 
 def page_title(subject: str, body: Mapping[str, Any], count: int) -> str:

@@ -14,12 +14,12 @@ import click
 
 from hyok.cli._common import OutputFormat, print_json, print_table
 from hyok.cli._kms_api import (
-    ALL_PAGE_SIZE,
     ConnectionOptions,
     KmsClient,
+    Paging,
     api_options,
-    fetch_all_pages,
     page_title,
+    paging_options,
     resolve_target,
 )
 
@@ -97,25 +97,14 @@ def delete(*, connection: ConnectionOptions, output: OutputFormat, alias_name: s
     default=None,
     help="List only the aliases of this key (key ID, ARN or alias/NAME).",
 )
-@click.option(
-    "--page-number", type=click.IntRange(min=1), default=None, help="Page to show. Default: 1."
-)
-@click.option(
-    "--page-size",
-    type=click.IntRange(1, 100),
-    default=None,
-    help="Aliases per page, 1 to 100. Default: 10, or 100 with --all.",
-)
-@click.option("--all", "all_pages", is_flag=True, help="Fetch every page.")
+@paging_options("aliases", default_size=10)
 @api_options
 def list_aliases(
     *,
     connection: ConnectionOptions,
     output: OutputFormat,
     key_id: str | None,
-    page_number: int | None,
-    page_size: int | None,
-    all_pages: bool,
+    paging: Paging,
 ) -> None:
     """List the aliases of the account in this region, or of one key, with their keys.
 
@@ -124,10 +113,6 @@ def list_aliases(
     """
     from alibabacloud_kms20160120 import models
 
-    if all_pages and page_number is not None:
-        raise click.UsageError(
-            "--all fetches every page, so it cannot be combined with --page-number"
-        )
     client = KmsClient(resolve_target(connection))
 
     def fetch(number: int | None, size: int | None) -> dict[str, Any]:
@@ -141,12 +126,7 @@ def list_aliases(
             models.ListAliasesByKeyIdRequest(key_id=key_id, page_number=number, page_size=size),
         )
 
-    if all_pages:
-        found, total = fetch_all_pages(fetch, page_size or ALL_PAGE_SIZE, "Aliases", "Alias")
-        body: dict[str, Any] = {"Aliases": {"Alias": found}, "TotalCount": total}
-    else:
-        body = fetch(page_number, page_size)
-        found = (body.get("Aliases") or {}).get("Alias") or []
+    body, found = paging.fetch(fetch, "Aliases", "Alias")
 
     if output is OutputFormat.JSON:
         print_json(body)

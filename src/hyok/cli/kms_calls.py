@@ -20,12 +20,12 @@ import click
 
 from hyok.cli._common import CliError, OutputFormat, print_json, print_table
 from hyok.cli._kms_api import (
-    ALL_PAGE_SIZE,
     ConnectionOptions,
     KmsClient,
+    Paging,
     api_options,
-    fetch_all_pages,
     page_title,
+    paging_options,
     print_fields,
     resolve_target,
 )
@@ -293,15 +293,6 @@ def _filters(values: Sequence[str]) -> str | None:
 
 @click.command("list-keys")
 @click.option(
-    "--page-number", type=click.IntRange(min=1), default=None, help="Page to show. Default: 1."
-)
-@click.option(
-    "--page-size",
-    type=click.IntRange(1, 100),
-    default=None,
-    help="Keys per page, 1 to 100. Default: 10, or 100 with --all.",
-)
-@click.option(
     "--filter",
     "filters",
     multiple=True,
@@ -311,16 +302,14 @@ def _filters(values: Sequence[str]) -> str | None:
         "DKMSInstanceId=kst-...; repeat a NAME to accept several values."
     ),
 )
-@click.option("--all", "all_pages", is_flag=True, help="Fetch every page.")
+@paging_options("keys", default_size=10)
 @api_options
 def list_keys(
     *,
     connection: ConnectionOptions,
     output: OutputFormat,
-    page_number: int | None,
-    page_size: int | None,
     filters: tuple[str, ...],
-    all_pages: bool,
+    paging: Paging,
 ) -> None:
     """List the keys of the account in this region, with their ARNs.
 
@@ -329,10 +318,6 @@ def list_keys(
     """
     from alibabacloud_kms20160120 import models
 
-    if all_pages and page_number is not None:
-        raise click.UsageError(
-            "--all fetches every page, so it cannot be combined with --page-number"
-        )
     filters_json = _filters(filters)
     client = KmsClient(resolve_target(connection))
 
@@ -340,12 +325,7 @@ def list_keys(
         request = models.ListKeysRequest(page_number=number, page_size=size, filters=filters_json)
         return client.invoke(client.sdk.list_keys_with_options, request)
 
-    if all_pages:
-        keys, total = fetch_all_pages(fetch, page_size or ALL_PAGE_SIZE, "Keys", "Key")
-        body: dict[str, Any] = {"Keys": {"Key": keys}, "TotalCount": total}
-    else:
-        body = fetch(page_number, page_size)
-        keys = (body.get("Keys") or {}).get("Key") or []
+    body, keys = paging.fetch(fetch, "Keys", "Key")
 
     if output is OutputFormat.JSON:
         print_json(body)

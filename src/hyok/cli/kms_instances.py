@@ -27,12 +27,12 @@ import click
 
 from hyok.cli._common import CliError, OutputFormat, print_json, print_table
 from hyok.cli._kms_api import (
-    ALL_PAGE_SIZE,
     ConnectionOptions,
     KmsClient,
+    Paging,
     api_options,
-    fetch_all_pages,
     page_title,
+    paging_options,
     print_fields,
     private_file_warning,
     resolve_target,
@@ -392,46 +392,24 @@ def _show_instance(
 
 
 @instance.command("list")
-@click.option(
-    "--page-number", type=click.IntRange(min=1), default=None, help="Page to show. Default: 1."
-)
-@click.option(
-    "--page-size",
-    type=click.IntRange(1, 100),
-    default=None,
-    help="Instances per page, 1 to 100. Default: 20, or 100 with --all.",
-)
-@click.option("--all", "all_pages", is_flag=True, help="Fetch every page.")
+@paging_options("instances", default_size=20)
 @api_options
 def list_instances(
     *,
     connection: ConnectionOptions,
     output: OutputFormat,
-    page_number: int | None,
-    page_size: int | None,
-    all_pages: bool,
+    paging: Paging,
 ) -> None:
     """List the instances of the account in this region, with their ARNs."""
     from alibabacloud_kms20160120 import models
 
-    if all_pages and page_number is not None:
-        raise click.UsageError(
-            "--all fetches every page, so it cannot be combined with --page-number"
-        )
     client = KmsClient(resolve_target(connection))
 
     def fetch(number: int | None, size: int | None) -> dict[str, Any]:
         request = models.ListKmsInstancesRequest(page_number=number, page_size=size)
         return client.invoke(client.sdk.list_kms_instances_with_options, request)
 
-    if all_pages:
-        instances, total = fetch_all_pages(
-            fetch, page_size or ALL_PAGE_SIZE, "KmsInstances", "KmsInstance"
-        )
-        body: dict[str, Any] = {"KmsInstances": {"KmsInstance": instances}, "TotalCount": total}
-    else:
-        body = fetch(page_number, page_size)
-        instances = (body.get("KmsInstances") or {}).get("KmsInstance") or []
+    body, instances = paging.fetch(fetch, "KmsInstances", "KmsInstance")
 
     if output is OutputFormat.JSON:
         print_json(body)
