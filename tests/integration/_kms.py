@@ -71,7 +71,10 @@ __all__ = [
     "KmsStack",
     "add_instance",
     "kms_stack",
+    "open_test_store",
     "postgres_server",
+    "seed_accounts",
+    "serve_kms",
 ]
 
 REGION = "cn-hangzhou"
@@ -182,33 +185,82 @@ def add_instance(
     return instance_id
 
 
-def _seed(store: KmsStore, proxy: RunningProxy, data: DataDir) -> tuple[str, str, str, str, str]:
+def open_test_store(
+    stack: ExitStack, kind: str, directory: Path, postgres_server: PostgresServer
+) -> KmsStore:
+    """Open a migrated store on a SQLite file in ``directory`` or a fresh PostgreSQL schema."""
+    if kind == "sqlite":
+        database = open_database(f"sqlite:///{directory / 'kms.db'}")
+    else:
+        url, schema = stack.enter_context(fresh_schema(postgres_server))
+        database = open_database(url, schema=schema)
+    stack.callback(database.dispose)
+    upgrade(database)
+    return KmsStore(database, SecretBox(ROOT_KEY))
+
+
+def seed_accounts(store: KmsStore) -> tuple[str, str, str, str]:
+    """Create the account and the other account with a root AccessKey each.
+
+    Returns the AccessKey ID and secret of the account, then of the other account.
+    """
     now = datetime.now(UTC)
-    secret = new_access_key_secret()
-    other_secret = new_access_key_secret()
-    register_sensitive(secret.reveal())
-    register_sensitive(other_secret.reveal())
-    access_key_id, other_id = new_access_key_id(), new_access_key_id()
-    credential = data.credentials["default"].credential
-    port = urlsplit(proxy.url).port
+    created: list[str] = []
     with store.session() as session:
-        for account_id, key_id, key_secret in (
-            (ACCOUNT_ID, access_key_id, secret),
-            (OTHER_ACCOUNT_ID, other_id, other_secret),
-        ):
+        for account_id in (ACCOUNT_ID, OTHER_ACCOUNT_ID):
+            access_key_id, secret = new_access_key_id(), new_access_key_secret()
+            register_sensitive(secret.reveal())
             session.accounts.create(Account(account_id=account_id, created_at=now))
             session.access_keys.create(
                 AccessKey(
-                    access_key_id=key_id, account_id=account_id, secret=key_secret, created_at=now
+                    access_key_id=access_key_id,
+                    account_id=account_id,
+                    secret=secret,
+                    created_at=now,
                 )
             )
+            created += [access_key_id, secret.reveal()]
+    return created[0], created[1], created[2], created[3]
+
+
+def serve_kms(stack: ExitStack, directory: Path, app: KmsApp) -> tuple[str, Path]:
+    """Serve ``app`` over TLS on 127.0.0.1 as ``hyok kms serve`` does; return its URL and CA file.
+
+    The server stops, after the SDK's pooled connections to it are closed,
+    when ``stack`` closes.
+    """
+    ca = create_ca("hyok KMS test CA", days=3)
+    ca_file = directory / "kms-ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    cert_file, key_file = directory / "kms.pem", directory / "kms.key"
+    issue_server_certificate(ca, hostnames=["127.0.0.1"], days=2).write(cert_file, key_file)
+    url = stack.enter_context(
+        serve_tls(
+            app,
+            cert_file=cert_file,
+            key_file=key_file,
+            http=KmsHttpProtocol,
+            loop="asyncio",
+            lifespan="on",
+            # uvicorn's access log writes the query string, with every parameter value.
+            access_log=False,
+        )
+    )
+    stack.callback(close_sdk_connections, url)
+    return url, ca_file
+
+
+def _seed(store: KmsStore, proxy: RunningProxy, data: DataDir) -> tuple[str, str, str, str, str]:
+    access_key_id, secret, other_id, other_secret = seed_accounts(store)
+    credential = data.credentials["default"].credential
+    port = urlsplit(proxy.url).port
     instance_id = add_instance(
         store,
         endpoint=f"https://localhost:{port}",
         access_key_id=credential.access_key_id,
         secret=credential.secret.reveal(),
     )
-    return access_key_id, secret.reveal(), other_id, other_secret.reveal(), instance_id
+    return access_key_id, secret, other_id, other_secret, instance_id
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -219,14 +271,7 @@ def kms_stack(
 ) -> Iterator[KmsStack]:
     directory = tmp_path_factory.mktemp("kms-stack")
     with ExitStack() as stack:
-        if request.param == "sqlite":
-            database = open_database(f"sqlite:///{directory / 'kms.db'}")
-        else:
-            url, schema = stack.enter_context(fresh_schema(postgres_server))
-            database = open_database(url, schema=schema)
-        stack.callback(database.dispose)
-        upgrade(database)
-        store = KmsStore(database, SecretBox(ROOT_KEY))
+        store = open_test_store(stack, request.param, directory, postgres_server)
 
         data = init_data_dir(directory / "xki")
         data.create_keys(["off-1"])
@@ -238,13 +283,6 @@ def kms_stack(
             manager.close()
         settings = data.write_config(keystores=[keystore_entry("default")])
         proxy = stack.enter_context(run_proxy(data, settings))
-
-        ca = create_ca("hyok KMS test CA", days=3)
-        certificate = issue_server_certificate(ca, hostnames=["127.0.0.1"], days=2)
-        ca_file = directory / "kms-ca.pem"
-        ca_file.write_bytes(ca.cert_pem)
-        cert_file, key_file = directory / "kms.pem", directory / "kms.key"
-        certificate.write(cert_file, key_file)
 
         peer_ca = create_ca("hyok scripted proxy CA", days=3)
         trust_file = directory / "proxy-trust.pem"
@@ -265,18 +303,7 @@ def kms_stack(
             on_identity_change=services.access.forget,
             audit=trail.record,
         )
-        url = stack.enter_context(
-            serve_tls(
-                app,
-                cert_file=cert_file,
-                key_file=key_file,
-                http=KmsHttpProtocol,
-                loop="asyncio",
-                lifespan="on",
-                access_log=False,
-            )
-        )
-        stack.callback(close_sdk_connections, url)
+        url, ca_file = serve_kms(stack, directory, app)
         access_key_id, secret, other_id, other_secret, instance_id = _seed(store, proxy, data)
         yield KmsStack(
             url=url,

@@ -48,29 +48,31 @@ from hyok.common.tls import create_ca, issue_server_certificate, server_ssl_cont
 from hyok.kms.api.actions import Services, build_handlers
 from hyok.kms.api.app import KmsApp
 from hyok.kms.domain import (
-    AccessKey,
-    Account,
     InstanceErrorReason,
     InstanceStatus,
     Key,
     KeyVersion,
-    new_access_key_id,
-    new_access_key_secret,
     new_key_id,
     new_key_version_id,
 )
 from hyok.kms.health import HEALTH_JOB, InstanceHealthMonitor
-from hyok.kms.http11 import KmsHttpProtocol
 from hyok.kms.proxies import ProxyNetwork, ProxyPool
-from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
+from hyok.kms.store import KmsStore
 from hyok.xki.app import XksApp
 from hyok.xki.credentials import StoredCredential
 from hyok.xki.runtime import Proxy
 from hyok.xki.settings import ProxySettings
-from tests.conftest import register_sensitive
-from tests.integration._kms import postgres_server
-from tests.integration._postgres import PostgresServer, fresh_schema
-from tests.integration._sdk import call, client_error, close_sdk_connections, runtime
+from tests.integration._kms import (
+    ACCOUNT_ID,
+    OTHER_ACCOUNT_ID,
+    REGION,
+    open_test_store,
+    postgres_server,
+    seed_accounts,
+    serve_kms,
+)
+from tests.integration._postgres import PostgresServer
+from tests.integration._sdk import call, client_error, runtime
 from tests.integration._server import serve_tls
 from tests.integration._xks import (
     DataDir,
@@ -85,10 +87,6 @@ __all__ = ["postgres_server"]  # a pytest fixture, found by name
 
 pytestmark = pytest.mark.integration
 
-REGION = "cn-hangzhou"
-ACCOUNT_ID = "1234567890123456"
-OTHER_ACCOUNT_ID = "6543210987654321"
-ROOT_KEY = bytes.fromhex("3e" * 32)
 VPC_HOST = "xki.vpc.internal"
 VPC_SERVICE = "com.hyok.test.vpce-xki"
 MISMATCHED_SERVICE = "com.hyok.test.vpce-other"
@@ -362,26 +360,6 @@ class Kms:
         )
 
 
-def seed_accounts(store: KmsStore) -> tuple[str, str, str, str]:
-    now = datetime.now(UTC)
-    created = []
-    with store.session() as session:
-        for account_id in (ACCOUNT_ID, OTHER_ACCOUNT_ID):
-            access_key_id, secret = new_access_key_id(), new_access_key_secret()
-            register_sensitive(secret.reveal())
-            session.accounts.create(Account(account_id=account_id, created_at=now))
-            session.access_keys.create(
-                AccessKey(
-                    access_key_id=access_key_id,
-                    account_id=account_id,
-                    secret=secret,
-                    created_at=now,
-                )
-            )
-            created += [access_key_id, secret.reveal()]
-    return created[0], created[1], created[2], created[3]
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def kms(
     request: pytest.FixtureRequest,
@@ -394,21 +372,8 @@ def kms(
     # keep-alive connections, which would hold up the proxies' shutdown.
     directory = tmp_path_factory.mktemp("kms-instances")
     with ExitStack() as stack:
-        if request.param == "sqlite":
-            database = open_database(f"sqlite:///{directory / 'kms.db'}")
-        else:
-            url, schema = stack.enter_context(fresh_schema(postgres_server))
-            database = open_database(url, schema=schema)
-        stack.callback(database.dispose)
-        upgrade(database)
-        store = KmsStore(database, SecretBox(ROOT_KEY))
+        store = open_test_store(stack, request.param, directory, postgres_server)
         access_key_id, secret, other_id, other_secret = seed_accounts(store)
-
-        ca = create_ca("hyok KMS test CA", days=3)
-        ca_file = directory / "kms-ca.pem"
-        ca_file.write_bytes(ca.cert_pem)
-        cert_file, key_file = directory / "kms.pem", directory / "kms.key"
-        issue_server_certificate(ca, hostnames=["127.0.0.1"], days=2).write(cert_file, key_file)
 
         network = ProxyNetwork(
             vpc_endpoints={
@@ -426,19 +391,7 @@ def kms(
             on_shutdown=[services.proxies.aclose],
             on_identity_change=services.access.forget,
         )
-        url = stack.enter_context(
-            serve_tls(
-                app,
-                cert_file=cert_file,
-                key_file=key_file,
-                http=KmsHttpProtocol,
-                loop="asyncio",
-                lifespan="on",
-                # uvicorn's access log writes the query string, the proxy secret included.
-                access_log=False,
-            )
-        )
-        stack.callback(close_sdk_connections, url)
+        url, ca_file = serve_kms(stack, directory, app)
         yield Kms(
             url=url,
             port=port_of(url),
