@@ -11,7 +11,9 @@ The first run creates, in one data directory (``.hyok`` by default):
 - the KMS as ``hyok kms init`` writes it, in ``kms/`` (``kms.toml``, its own
   CA and certificate, a root key file of mode 0600 and a SQLite database),
   trusting the proxy's CA for proxy certificates;
-- an account with one AccessKey, written to the database directly.
+- an account with one AccessKey, written to the database directly, and a
+  random console password for the account root (scrypt hash in the
+  database, the password itself in ``hyok-up.json``).
 
 Then both servers run as child processes on loopback over TLS. This process
 binds an external key management instance to the proxy through the KMS API
@@ -19,7 +21,8 @@ itself, with requests signed by the official Alibaba Cloud SDK. It calls
 CreateKmsInstance, then UpdateXkiProxyConfiguration (public endpoint
 ``https://localhost:<port>`` and the proxy's newest credential), then
 ConnectKmsInstance. The result goes to ``hyok-up.json`` (mode 0600), which
-contains the AccessKey secret.
+contains the AccessKey secret and the console password. The console password
+is never printed.
 
 A later run reuses everything in the directory: the same account,
 AccessKey and instance, whose proxy configuration it updates and which it
@@ -52,6 +55,7 @@ import httpx
 
 from hyok.common.errors import HyokError
 from hyok.common.fileio import atomic_write
+from hyok.common.secrets import Secret
 from hyok.kms import settings as kms_settings
 from hyok.kms.bootstrap import (
     KmsInitOptions,
@@ -61,6 +65,8 @@ from hyok.kms.bootstrap import (
     open_store,
 )
 from hyok.kms.domain import AccessKeyStatus, Account
+from hyok.kms.domain.passwords import generate_password
+from hyok.kms.ram import ConsoleSignInError, LoginProfileService, RamError
 from hyok.kms.sdk_call import rpc_params
 from hyok.kms.store import KmsStore
 from hyok.xki import settings as xki_settings
@@ -143,6 +149,9 @@ class _State:
     instance_id: str | None
     xki_endpoint: str
     external_key_id: str | None
+    #: The account root's console password, or None when it was changed
+    #: outside ``hyok up`` (``hyok kms account set-console-password``).
+    console_password: str | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2) + "\n"
@@ -351,6 +360,39 @@ def _account_and_access_key(store: KmsStore, saved: dict[str, Any]) -> tuple[str
         access_key = create_access_key(store, account.account_id)
         return account.account_id, access_key.access_key_id, access_key.secret.reveal(), True
     return account.account_id, access_key.access_key_id, access_key.secret.reveal(), False
+
+
+def _console_password(store: KmsStore, saved: dict[str, Any], account_id: str) -> str | None:
+    """Reuse the saved console password of the account root, or set a new one.
+
+    The saved password is kept while the database accepts it. When the
+    database has no password for the root (a new account, or a database
+    from before console passwords), the saved one is set again, or a new
+    random one when none is saved. When the database has another password,
+    someone changed it on purpose, so it stays and None is returned.
+    """
+    service = LoginProfileService(store)
+    value = saved.get("console_password") if saved.get("account_id") == account_id else None
+    saved_password = Secret(value) if isinstance(value, str) and value else None
+    if saved_password is not None:
+        try:
+            service.verify_console_password(account_id, None, saved_password)
+        except ConsoleSignInError:
+            pass
+        else:
+            return saved_password.reveal()
+    with store.session(read_only=True) as session:
+        changed = session.console_passwords.get_hash(account_id) is not None
+    if changed:
+        return None
+    password = saved_password or generate_password()
+    try:
+        service.set_root_console_password(account_id, password)
+    except RamError:
+        # The saved password breaks the policy: someone edited the file.
+        password = generate_password()
+        service.set_root_console_password(account_id, password)
+    return password.reveal()
 
 
 def _saved_instance(saved: dict[str, Any], account_id: str) -> str | None:
@@ -690,9 +732,16 @@ def _summary(layout: _Layout, state: _State, status: str, new_access_key: bool) 
         f"  Account:        {state.account_id}",
         f"  AccessKey ID:   {state.access_key_id}"
         + ("  (new; its secret is in the file below)" if new_access_key else ""),
+        f"  Console:        https://{state.kms_endpoint}/console  (sign in as {state.account_id}"
+        + (
+            ", with console_password from the file below)"
+            if state.console_password is not None
+            else ", with the password set by 'hyok kms account set-console-password')"
+        ),
         f"  Instance:       {state.instance_id}  ({status or 'status unknown'})",
         f"  External key:   {state.external_key_id}",
-        f"  Connection details, with the AccessKey secret: {layout.state_path} (mode 0600)",
+        f"  Connection details, with the AccessKey secret and console password: "
+        f"{layout.state_path} (mode 0600)",
         f"  Logs:           {layout.log_dir}",
     ]
     if status != "Connected":
@@ -807,6 +856,7 @@ def _run(
     store = open_store(layout.kms)
     try:
         account_id, access_key_id, secret, new_access_key = _account_and_access_key(store, saved)
+        console_password = _console_password(store, saved, account_id)
     finally:
         store.database.dispose()
     external_key_id = created_key_id or saved.get("external_key_id")
@@ -820,6 +870,7 @@ def _run(
         instance_id=_saved_instance(saved, account_id),
         xki_endpoint=layout.xki_endpoint,
         external_key_id=external_key_id if isinstance(external_key_id, str) else None,
+        console_password=console_password,
     )
     _write_state(layout.state_path, state)
     _check_ports(layout)

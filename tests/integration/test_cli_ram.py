@@ -120,3 +120,74 @@ def test_cli_identity_flow(kms_stack: KmsStack, tmp_path: Path) -> None:
     run(kms_stack, ["ram", "role", "delete", role])
     error = fail(kms_stack, ["ram", "role", "get", role])
     assert "EntityNotExist.Role" in error
+
+
+def run_with_input(stack: KmsStack, args: list[str], text: str, exit_code: int = 0) -> Any:
+    where = ["--endpoint", f"127.0.0.1:{stack.port}", "--ca-cert", str(stack.ca_file)]
+    env = {ACCESS_KEY_ID_ENV: stack.access_key_id, ACCESS_KEY_SECRET_ENV: stack.secret}
+    result = CliRunner().invoke(hyok, [*args, *where, "--output", "json"], env=env, input=text)
+    assert result.exit_code == exit_code, result.output
+    return result
+
+
+def test_cli_login_profile_flow(kms_stack: KmsStack, tmp_path: Path) -> None:
+    from hyok.common.secrets import Secret
+    from hyok.kms.ram import ConsoleSignInError, LoginProfileService
+    from tests.conftest import register_sensitive
+
+    first, second, third = "Cli-console-pass-1", "Cli-console-pass-2", "Cli-console-pass-3"
+    for value in (first, second, third):
+        register_sensitive(value)
+    user = f"cli-lp-{uuid.uuid4().hex[:8]}"
+    service = LoginProfileService(kms_stack.store)
+    run(kms_stack, ["ram", "user", "create", user])
+
+    # The password comes from standard input when it is not a terminal.
+    created = run_with_input(
+        kms_stack,
+        ["ram", "login-profile", "create", user, "--password-reset-required"],
+        f"{first}\n",
+    )
+    assert first not in created.output
+    profile = json.loads(created.stdout)["LoginProfile"]
+    assert profile["UserName"] == user
+    assert profile["PasswordResetRequired"] is True
+    assert service.sign_in(f"{user}@{ACCOUNT_ID}", Secret(first)).name == user
+
+    fetched = run(kms_stack, ["ram", "login-profile", "get", user])["LoginProfile"]
+    assert fetched["MFABindRequired"] is False
+
+    password_file = tmp_path / "password.txt"
+    password_file.write_text(f"{second}\n")
+    run(kms_stack, ["ram", "login-profile", "update", user, "--password-file", str(password_file)])
+    with pytest.raises(ConsoleSignInError):
+        service.sign_in(f"{user}@{ACCOUNT_ID}", Secret(first))
+    assert service.sign_in(f"{user}@{ACCOUNT_ID}", Secret(second)).name == user
+
+    run_with_input(
+        kms_stack,
+        ["ram", "login-profile", "update", user, "--password-file", "-"],
+        f"{third}\r\n",
+    )
+    assert service.sign_in(f"{user}@{ACCOUNT_ID}", Secret(third)).name == user
+    run(kms_stack, ["ram", "login-profile", "update", user, "--no-password-reset-required"])
+    fetched = run(kms_stack, ["ram", "login-profile", "get", user])["LoginProfile"]
+    assert fetched["PasswordResetRequired"] is False
+    assert service.sign_in(f"{user}@{ACCOUNT_ID}", Secret(third)).name == user
+
+    error = fail(kms_stack, ["ram", "login-profile", "update", user], 2)
+    assert "nothing to update" in error
+    weak = run_with_input(
+        kms_stack, ["ram", "login-profile", "update", user, "--change-password"], "weakpass\n", 1
+    )
+    assert "InvalidParameter.Password.Weak" in weak.stderr
+    assert "weakpass" not in weak.output
+    empty = run_with_input(kms_stack, ["ram", "login-profile", "create", user], "\n", 1)
+    assert "no password in standard input" in empty.stderr
+
+    error = fail(kms_stack, ["ram", "user", "delete", user])
+    assert "DeleteConflict.User.LoginProfile" in error
+    run(kms_stack, ["ram", "login-profile", "delete", user])
+    error = fail(kms_stack, ["ram", "login-profile", "get", user])
+    assert "EntityNotExist.User.LoginProfile" in error
+    run(kms_stack, ["ram", "user", "delete", user])

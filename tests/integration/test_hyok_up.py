@@ -52,6 +52,7 @@ STATE_FIELDS = {
     "instance_id",
     "xki_endpoint",
     "external_key_id",
+    "console_password",
 }
 READY_LINE = "Press Ctrl-C to stop."
 STARTED = re.compile(r"Started server process \[(\d+)\]")
@@ -136,6 +137,7 @@ def start_up(
 def register_secrets(data_dir: Path) -> None:
     state = json.loads((data_dir / "hyok-up.json").read_text())
     register_sensitive(state["access_key_secret"])
+    register_sensitive(state["console_password"])
     for name in ("passphrase", "admin-token", "pkcs11-pin", "pkcs11-so-pin"):
         secret_file = data_dir / "secrets" / name
         if secret_file.exists():
@@ -231,6 +233,37 @@ def test_output_keeps_secret_in_file(stack: Up) -> None:
     assert str(stack.data_dir / "hyok-up.json") in text
 
 
+def test_console_password_in_state_only(stack: Up) -> None:
+    from hyok.common.secrets import Secret
+    from hyok.kms.bootstrap import open_store
+    from hyok.kms.domain.policy_principals import CallerKind, RamIdentity
+    from hyok.kms.ram import ConsoleSignInError, LoginProfileService
+    from hyok.kms.settings import load_settings
+
+    path = stack.data_dir / "hyok-up.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    state = stack.state
+    password = state["console_password"]
+    assert len(password) == 24
+    assert f"Console:        https://127.0.0.1:{stack.kms_port}/console" in stack.text
+    assert "console_password from the file below" in stack.text
+    assert password not in stack.text
+    for log in (stack.data_dir / "logs").glob("*.log"):
+        assert password not in log.read_text(errors="replace"), log
+
+    store = open_store(load_settings(stack.data_dir / "kms" / "kms.toml"), migrate=False)
+    try:
+        service = LoginProfileService(store)
+        account_id = state["account_id"]
+        assert service.sign_in(account_id, Secret(password)) == RamIdentity(
+            account_id, CallerKind.ROOT
+        )
+        with pytest.raises(ConsoleSignInError):
+            service.sign_in(account_id, Secret(password + "x"))
+    finally:
+        store.database.dispose()
+
+
 def test_data_directory_private(stack: Up) -> None:
     assert stack.data_dir.stat().st_mode & 0o777 == 0o700
     assert (stack.data_dir / "kms" / "secrets" / "root-key").stat().st_mode & 0o777 == 0o600
@@ -300,7 +333,13 @@ def test_restart_reuses_stack(tmp_path: Path) -> None:
     second = start_up(data_dir, ports=(free_port(), free_port(), free_port()))
     try:
         after = second.state
-        for name in ("account_id", "access_key_id", "access_key_secret", "instance_id"):
+        for name in (
+            "account_id",
+            "access_key_id",
+            "access_key_secret",
+            "instance_id",
+            "console_password",
+        ):
             assert after[name] == before[name], name
         assert after["external_key_id"] == before["external_key_id"]
         assert after["kms_endpoint"] == f"127.0.0.1:{second.kms_port}"
@@ -567,3 +606,54 @@ def test_pkcs11_options_need_kmi_pkcs11(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--pkcs11-token-label: valid only with --kmi pkcs11" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+# The console password of the account root ---------------------------------------------
+
+
+def test_console_password_kept_reset_or_left(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hyok.common.secrets import Secret
+    from hyok.kms.domain import Account
+    from hyok.kms.ram import LoginProfileService
+    from hyok.kms.store import KmsStore, SecretBox, open_database, upgrade
+    from hyok.up import _console_password
+
+    database = open_database(f"sqlite:///{tmp_path / 'kms.db'}")
+    try:
+        upgrade(database)
+        store = KmsStore(database, SecretBox(bytes(range(32))))
+        account_id = "123456789012"
+        with store.session() as session:
+            session.accounts.create(Account(account_id=account_id, created_at=datetime.now(UTC)))
+        service = LoginProfileService(store)
+
+        # A first run generates one; a restart keeps it.
+        first = _console_password(store, {}, account_id)
+        assert first is not None
+        register_sensitive(first)
+        saved = {"account_id": account_id, "console_password": first}
+        assert _console_password(store, saved, account_id) == first
+
+        # A database that lost the password gets the saved one again.
+        with store.session() as session:
+            session.console_passwords.delete(account_id)
+        assert _console_password(store, saved, account_id) == first
+        assert service.sign_in(account_id, Secret(first)).account_id == account_id
+
+        # A saved password of another account is not reused.
+        with store.session() as session:
+            session.console_passwords.delete(account_id)
+        other = _console_password(store, {**saved, "account_id": "999988887777"}, account_id)
+        assert other is not None
+        assert other != first
+        register_sensitive(other)
+
+        # A password changed with 'hyok kms account set-console-password' stays.
+        register_sensitive("Changed-by-admin-1")
+        service.set_root_console_password(account_id, Secret("Changed-by-admin-1"))
+        assert _console_password(store, {**saved, "console_password": other}, account_id) is None
+        assert service.sign_in(account_id, Secret("Changed-by-admin-1")).account_id == account_id
+    finally:
+        database.dispose()

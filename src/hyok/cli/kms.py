@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import IO, Any, Final, TypeVar
 
 import click
 
@@ -28,6 +28,7 @@ from hyok.cli._common import (
     print_record,
     print_table,
 )
+from hyok.cli._passwords import password_file_option, read_new_password
 from hyok.common.errors import HyokError
 from hyok.kms.domain import AccessKey, AccessKeyStatus
 from hyok.kms.settings import CONFIG_NAME, DEFAULT_PORT, DEFAULT_REGION, KmsSettings
@@ -230,7 +231,7 @@ def serve(data_dir: Path | None, config: Path | None, log_level: str) -> None:
 
 @kms.group()
 def account() -> None:
-    """Create and list accounts, directly in the KMS database."""
+    """Create and list accounts and set their console passwords, directly in the KMS database."""
 
 
 @account.command("create")
@@ -280,6 +281,37 @@ def list_accounts(data_dir: Path | None, config: Path | None, output: OutputForm
         click.echo("No accounts. Create one with 'hyok kms account create'.")
         return
     print_table(None, ("Account ID", "Created (UTC)"), rows)
+
+
+@account.command("set-console-password")
+@_config_options
+@click.option(
+    "--account-id", required=True, metavar="ID", help="Account whose root gets the password."
+)
+@password_file_option
+@output_option
+def set_console_password(
+    data_dir: Path | None,
+    config: Path | None,
+    account_id: str,
+    password_file: IO[str] | None,
+    output: OutputFormat,
+) -> None:
+    """Set the console password of an account root, directly in the KMS database.
+
+    The root signs in to the console with the account ID and this password.
+    The password is read from --password-file, a terminal prompt or standard
+    input, and only its scrypt hash is stored.
+    """
+    from hyok.kms.ram import LoginProfileService
+
+    password = read_new_password(password_file)
+    with _store(data_dir, config) as store:
+        LoginProfileService(store).set_root_console_password(account_id, password)
+    if output is OutputFormat.JSON:
+        print_json({"accountId": account_id, "consolePasswordSet": True})
+        return
+    click.echo(f"Set the console password of account {account_id}.")
 
 
 # AccessKeys.

@@ -22,6 +22,7 @@ from hyok.cli._kms_api import (
     print_fields,
     resolve_target,
 )
+from hyok.cli._passwords import password_file_option, read_new_password
 from hyok.kms.sdk_call import rpc_params
 
 __all__ = ["ram", "sts"]
@@ -75,7 +76,7 @@ def _done(output: OutputFormat, body: dict[str, Any], message: str) -> None:
 
 @click.group()
 def ram() -> None:
-    """Manage RAM users, their AccessKeys, roles and custom policies."""
+    """Manage RAM users, their AccessKeys and console passwords, roles and custom policies."""
 
 
 @ram.group()
@@ -134,7 +135,7 @@ def user_list(*, connection: ConnectionOptions, output: OutputFormat) -> None:
 @click.argument("name")
 @api_options
 def user_delete(*, connection: ConnectionOptions, output: OutputFormat, name: str) -> None:
-    """Delete the RAM user NAME, which must have no AccessKeys and no attached policies."""
+    """Delete the RAM user NAME, which must have no AccessKeys, policies or login profile."""
     body = _call(connection, "DeleteUser", {"UserName": name})
     _done(output, body, f"Deleted RAM user {name}.")
 
@@ -180,6 +181,105 @@ def access_key_delete(
     query = {"UserName": user_name, "UserAccessKeyId": access_key_id}
     body = _call(connection, "DeleteAccessKey", query)
     _done(output, body, f"Deleted AccessKey {access_key_id} of {user_name}.")
+
+
+@ram.group("login-profile")
+def login_profile() -> None:
+    """Console passwords of RAM users (login profiles).
+
+    The password is read from --password-file, a terminal prompt or standard
+    input, never from an option value. The user signs in to the console as
+    <user name>@<account ID>.
+    """
+
+
+@login_profile.command("create")
+@click.argument("user_name", metavar="USER")
+@password_file_option
+@click.option(
+    "--password-reset-required",
+    is_flag=True,
+    default=False,
+    help="Mark that the user must change the password (PasswordResetRequired).",
+)
+@api_options
+def login_profile_create(
+    *,
+    connection: ConnectionOptions,
+    output: OutputFormat,
+    user_name: str,
+    password_file: IO[str] | None,
+    password_reset_required: bool,
+) -> None:
+    """Let the RAM user USER sign in to the console with a password."""
+    password = read_new_password(password_file)
+    query = {
+        "UserName": user_name,
+        "Password": password.reveal(),
+        "PasswordResetRequired": str(password_reset_required).lower(),
+    }
+    _show(output, _call(connection, "CreateLoginProfile", query), "LoginProfile")
+
+
+@login_profile.command("get")
+@click.argument("user_name", metavar="USER")
+@api_options
+def login_profile_get(
+    *, connection: ConnectionOptions, output: OutputFormat, user_name: str
+) -> None:
+    """Show the login profile of the RAM user USER (never the password)."""
+    body = _call(connection, "GetLoginProfile", {"UserName": user_name})
+    _show(output, body, "LoginProfile")
+
+
+@login_profile.command("update")
+@click.argument("user_name", metavar="USER")
+@click.option(
+    "--change-password",
+    is_flag=True,
+    default=False,
+    help="Set a new password, read as for create. Implied by --password-file.",
+)
+@password_file_option
+@click.option(
+    "--password-reset-required/--no-password-reset-required",
+    default=None,
+    help="Set or clear PasswordResetRequired. Default: keep it.",
+)
+@api_options
+def login_profile_update(
+    *,
+    connection: ConnectionOptions,
+    output: OutputFormat,
+    user_name: str,
+    change_password: bool,
+    password_file: IO[str] | None,
+    password_reset_required: bool | None,
+) -> None:
+    """Change the password or PasswordResetRequired of the RAM user USER."""
+    if not change_password and password_file is None and password_reset_required is None:
+        raise click.UsageError(
+            "nothing to update: give --change-password, --password-file or "
+            "--[no-]password-reset-required"
+        )
+    query: dict[str, str | None] = {"UserName": user_name}
+    if change_password or password_file is not None:
+        query["Password"] = read_new_password(password_file).reveal()
+    if password_reset_required is not None:
+        query["PasswordResetRequired"] = str(password_reset_required).lower()
+    body = _call(connection, "UpdateLoginProfile", query)
+    _done(output, body, f"Updated the login profile of {user_name}.")
+
+
+@login_profile.command("delete")
+@click.argument("user_name", metavar="USER")
+@api_options
+def login_profile_delete(
+    *, connection: ConnectionOptions, output: OutputFormat, user_name: str
+) -> None:
+    """Stop the console sign-in of the RAM user USER; its AccessKeys keep working."""
+    body = _call(connection, "DeleteLoginProfile", {"UserName": user_name})
+    _done(output, body, f"Deleted the login profile of {user_name}.")
 
 
 @ram.group()

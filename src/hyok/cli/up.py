@@ -99,7 +99,9 @@ def up(
     own CA, root key and SQLite database, an account with an AccessKey, and an
     external key management instance bound to the proxy and connected. Later
     runs reuse it. The connection details for the SDK, AccessKey secret
-    included, go to hyok-up.json (mode 0600) in the data directory.
+    included, go to hyok-up.json (mode 0600) in the data directory, with
+    console_password: the password of the account root on the web console at
+    https://127.0.0.1:<kms-port>/console, which is never printed.
     """
     if data_dir is None:
         from_env = os.environ.get(DATA_DIR_ENV)

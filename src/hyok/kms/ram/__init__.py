@@ -3,12 +3,15 @@
 - ``errors``: :class:`RamError` with the RAM and STS error codes.
 - ``identities``: :class:`RamService`, the rules of the RAM API actions.
 - ``sts``: :class:`StsService`, AssumeRole with its trust and permission checks.
+- ``login_profiles``: :class:`LoginProfileService`, console passwords of RAM users and
+  account roots, and console sign-in.
 
 The wire format of both APIs lives in :mod:`hyok.kms.api.ram`.
 """
 
-from hyok.kms.ram.errors import RamError
+from hyok.kms.ram.errors import ConsoleSignInError, RamError
 from hyok.kms.ram.identities import CUSTOM_POLICY_TYPE, SYSTEM_POLICY_TYPE, RamService
+from hyok.kms.ram.login_profiles import LoginProfileService
 from hyok.kms.ram.sts import DEFAULT_SESSION_DURATION, AssumedRole, StsService
 
 __all__ = [
@@ -16,6 +19,8 @@ __all__ = [
     "DEFAULT_SESSION_DURATION",
     "SYSTEM_POLICY_TYPE",
     "AssumedRole",
+    "ConsoleSignInError",
+    "LoginProfileService",
     "RamError",
     "RamService",
     "StsService",

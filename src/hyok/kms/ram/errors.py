@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from hyok.common.errors import RequestError
+from hyok.common.errors import AuthenticationFailedError, RequestError
 
 __all__ = [
     "NO_PERMISSION",
+    "ConsoleSignInError",
     "RamError",
     "already_exists",
     "delete_conflict",
@@ -32,6 +33,21 @@ class RamError(RequestError):
         super().__init__(message)
         self.code = code
         self.http_status = http_status
+
+
+class ConsoleSignInError(AuthenticationFailedError):
+    """A failed console sign-in, with one message for every cause.
+
+    An unknown account or user, a user without a login profile and a wrong
+    password all raise it with the same message, so that the caller learns
+    nothing about which identities exist.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the sign-in name or the password is incorrect: check both, and ask the account "
+            "administrator to set a console password if you have none"
+        )
 
 
 def invalid_parameter(code: str, message: str) -> RamError:

@@ -52,6 +52,7 @@ from hyok.kms.store import (
 __all__ = [
     "CUSTOM_POLICY_TYPE",
     "SYSTEM_POLICY_TYPE",
+    "USER_NAME_RULE",
     "NameRule",
     "RamService",
     "check_name",
@@ -72,6 +73,7 @@ class NameRule:
 
 
 _USER_NAME: Final = NameRule("UserName", r"[A-Za-z0-9._-]+", 64, "letters, digits, '.', '_', '-'")
+USER_NAME_RULE: Final = _USER_NAME
 _ROLE_NAME: Final = NameRule("RoleName", r"[A-Za-z0-9.-]+", 64, "letters, digits, '.', '-'")
 _POLICY_NAME: Final = NameRule("PolicyName", r"[A-Za-z0-9-]+", 128, "letters, digits, '-'")
 
@@ -197,10 +199,10 @@ class RamService:
             return session.ram_users.list(account_id, after=after, limit=limit)
 
     def delete_user(self, account_id: str, user_name: str) -> None:
-        """Delete a user that has no AccessKeys and no attached policies.
+        """Delete a user that has no AccessKeys, no attached policies and no login profile.
 
-        Raises ``EntityNotExist.User``, ``DeleteConflict.User.AccessKey`` or
-        ``DeleteConflict.User.Policy``.
+        Raises ``EntityNotExist.User``, ``DeleteConflict.User.AccessKey``,
+        ``DeleteConflict.User.Policy`` or ``DeleteConflict.User.LoginProfile``.
         """
         check_name(_USER_NAME, user_name)
         with self.store.session() as session:
@@ -229,6 +231,13 @@ class RamService:
                 "DeleteConflict.User.Policy",
                 f"the RAM user {user_name!r} still has {len(attached)} attached policy(ies): "
                 "detach them with DetachPolicyFromUser before deleting the user",
+            )
+        if session.login_profiles.get(account_id, user_name) is not None:
+            # NOTE: the code is hyok's, in the form of RAM's DeleteConflict.User.* codes.
+            raise delete_conflict(
+                "DeleteConflict.User.LoginProfile",
+                f"the RAM user {user_name!r} still has a login profile: delete it with "
+                "DeleteLoginProfile before deleting the user",
             )
 
     # --- AccessKeys of users ---------------------------------------------------------

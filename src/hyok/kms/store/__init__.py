@@ -7,7 +7,8 @@ The modules, one concept each:
 - ``secretbox``: :class:`SecretBox`, AES-256-GCM encryption of stored secrets.
 - ``repositories``: :class:`KmsStore` and a repository per record type.
 - ``aliases``: :class:`AliasRepository`, the aliases of keys.
-- ``ram_repositories``: the repositories of RAM users, roles, policies and STS credentials.
+- ``ram_repositories``: the repositories of RAM users, roles, policies, STS credentials
+  and console passwords.
 - ``nonces``: :class:`DatabaseNonceCache`, the shared replay cache of signature nonces.
 - ``errors``: the :class:`StoreError` tree.
 - ``migrations``: the Alembic environment, the revisions and :func:`upgrade`.
@@ -40,6 +41,8 @@ from hyok.kms.store.errors import (
 from hyok.kms.store.migrations import check_current, current_revision, head_revision, upgrade
 from hyok.kms.store.nonces import DatabaseNonceCache
 from hyok.kms.store.ram_repositories import (
+    ConsolePasswordRepository,
+    LoginProfileRepository,
     RamPolicyRepository,
     RamRoleRepository,
     RamUserRepository,
@@ -60,6 +63,7 @@ __all__ = [
     "AccessKeyRepository",
     "AccountRepository",
     "AliasRepository",
+    "ConsolePasswordRepository",
     "ConstraintViolationError",
     "Database",
     "DatabaseNonceCache",
@@ -68,6 +72,7 @@ __all__ = [
     "IntegrityViolationError",
     "KeyRepository",
     "KmsStore",
+    "LoginProfileRepository",
     "MissingReferenceError",
     "RamPolicyRepository",
     "RamRoleRepository",

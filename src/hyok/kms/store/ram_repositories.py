@@ -1,4 +1,4 @@
-"""Repositories of the RAM identities: users, roles, custom policies, attachments, STS credentials.
+"""Repositories of the RAM identities: users, roles, policies, STS credentials, console passwords.
 
 They follow the conventions of :mod:`hyok.kms.store.repositories`: ``get``
 returns None for a missing row, ``delete`` raises RowNotFoundError, each
@@ -15,11 +15,14 @@ from typing import Final
 
 from sqlalchemy import Connection, RowMapping, Table, delete, func, insert, select, update
 
+from hyok.kms.domain.login_profiles import LoginProfile
 from hyok.kms.domain.ram import AttachedPolicy, RamPolicy, RamRole, RamUser, StsCredential
 from hyok.kms.store._rows import writing
 from hyok.kms.store.errors import RowNotFoundError
 from hyok.kms.store.secretbox import SecretBox
 from hyok.kms.store.tables import (
+    account_console_passwords,
+    ram_login_profiles,
     ram_policies,
     ram_role_policies,
     ram_roles,
@@ -29,6 +32,8 @@ from hyok.kms.store.tables import (
 )
 
 __all__ = [
+    "ConsolePasswordRepository",
+    "LoginProfileRepository",
     "RamPolicyRepository",
     "RamRoleRepository",
     "RamUserRepository",
@@ -403,3 +408,141 @@ class StsCredentialRepository:
                 delete(sts_credentials).where(sts_credentials.c.expires_at < now)
             )
         return result.rowcount
+
+
+# --- Console passwords ------------------------------------------------------------------
+
+
+def _login_profile(row: RowMapping) -> LoginProfile:
+    return LoginProfile(
+        account_id=row["account_id"],
+        user_name=row["user_name"],
+        password_hash=row["password_hash"],
+        password_reset_required=bool(row["password_reset_required"]),
+        mfa_bind_required=bool(row["mfa_bind_required"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class LoginProfileRepository:
+    """Login profiles of RAM users: at most one per user, with the password's scrypt hash."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def create(self, profile: LoginProfile) -> None:
+        """Insert a profile.
+
+        Raises DuplicateRowError when the user has one, and MissingReferenceError
+        when the user does not exist.
+        """
+        with writing(
+            self._connection,
+            f"creating the login profile of RAM user {profile.user_name!r}",
+            {"RAM user": profile.user_name},
+        ):
+            self._connection.execute(
+                insert(ram_login_profiles).values(
+                    account_id=profile.account_id,
+                    user_name=profile.user_name,
+                    password_hash=profile.password_hash,
+                    password_reset_required=profile.password_reset_required,
+                    mfa_bind_required=profile.mfa_bind_required,
+                    created_at=profile.created_at,
+                    updated_at=profile.updated_at,
+                )
+            )
+
+    def get(
+        self, account_id: str, user_name: str, *, for_update: bool = False
+    ) -> LoginProfile | None:
+        """Return the profile, or None. ``for_update`` locks the row until the session ends."""
+        query = select(ram_login_profiles).where(
+            ram_login_profiles.c.account_id == account_id,
+            ram_login_profiles.c.user_name == user_name,
+        )
+        if for_update:
+            query = query.with_for_update()
+        row = self._connection.execute(query).mappings().one_or_none()
+        return None if row is None else _login_profile(row)
+
+    def update(self, profile: LoginProfile) -> None:
+        """Replace the hash, flags and update time of a profile. Raises RowNotFoundError."""
+        with writing(
+            self._connection, f"updating the login profile of RAM user {profile.user_name!r}"
+        ):
+            result = self._connection.execute(
+                update(ram_login_profiles)
+                .where(
+                    ram_login_profiles.c.account_id == profile.account_id,
+                    ram_login_profiles.c.user_name == profile.user_name,
+                )
+                .values(
+                    password_hash=profile.password_hash,
+                    password_reset_required=profile.password_reset_required,
+                    mfa_bind_required=profile.mfa_bind_required,
+                    updated_at=profile.updated_at,
+                )
+            )
+        if result.rowcount == 0:
+            raise RowNotFoundError(f"RAM user {profile.user_name!r} has no login profile")
+
+    def delete(self, account_id: str, user_name: str) -> None:
+        """Delete a profile. Raises RowNotFoundError when the user has none."""
+        with writing(self._connection, f"deleting the login profile of RAM user {user_name!r}"):
+            result = self._connection.execute(
+                delete(ram_login_profiles).where(
+                    ram_login_profiles.c.account_id == account_id,
+                    ram_login_profiles.c.user_name == user_name,
+                )
+            )
+        if result.rowcount == 0:
+            raise RowNotFoundError(f"RAM user {user_name!r} has no login profile")
+
+
+class ConsolePasswordRepository:
+    """The console password hash of each account root, at most one per account."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def get_hash(self, account_id: str) -> str | None:
+        """Return the password hash of the account root, or None when it has no password."""
+        query = select(account_console_passwords.c.password_hash).where(
+            account_console_passwords.c.account_id == account_id
+        )
+        value: str | None = self._connection.scalar(query)
+        return value
+
+    def set_hash(self, account_id: str, password_hash: str, now: datetime) -> None:
+        """Insert or replace the hash. Raises MissingReferenceError when the account is missing."""
+        with writing(
+            self._connection,
+            f"setting the console password of account {account_id!r}",
+            {"account": account_id},
+        ):
+            result = self._connection.execute(
+                update(account_console_passwords)
+                .where(account_console_passwords.c.account_id == account_id)
+                .values(password_hash=password_hash, updated_at=now)
+            )
+            if result.rowcount == 0:
+                self._connection.execute(
+                    insert(account_console_passwords).values(
+                        account_id=account_id,
+                        password_hash=password_hash,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+
+    def delete(self, account_id: str) -> bool:
+        """Delete the password of the account root, and return whether it had one."""
+        with writing(self._connection, f"deleting the console password of account {account_id!r}"):
+            result = self._connection.execute(
+                delete(account_console_passwords).where(
+                    account_console_passwords.c.account_id == account_id
+                )
+            )
+        return result.rowcount > 0

@@ -78,6 +78,8 @@ from hyok.kms.store.associations import AssociationRepository
 from hyok.kms.store.db import Database
 from hyok.kms.store.errors import RowNotFoundError
 from hyok.kms.store.ram_repositories import (
+    ConsolePasswordRepository,
+    LoginProfileRepository,
     RamPolicyRepository,
     RamRoleRepository,
     RamUserRepository,
@@ -852,6 +854,8 @@ class StoreSession:
         self.ram_roles = RamRoleRepository(connection)
         self.ram_policies = RamPolicyRepository(connection)
         self.sts_credentials = StsCredentialRepository(connection, secretbox)
+        self.login_profiles = LoginProfileRepository(connection)
+        self.console_passwords = ConsolePasswordRepository(connection)
 
 
 class KmsStore:

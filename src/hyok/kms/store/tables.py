@@ -83,6 +83,7 @@ __all__ = [
     "SQLITE_UNIQUE_COLUMNS",
     "UtcDateTime",
     "access_keys",
+    "account_console_passwords",
     "accounts",
     "aliases",
     "instance_quota_releases",
@@ -96,6 +97,7 @@ __all__ = [
     "key_versions",
     "keys",
     "metadata",
+    "ram_login_profiles",
     "ram_policies",
     "ram_role_policies",
     "ram_roles",
@@ -970,4 +972,72 @@ sts_credentials = Table(
     ),
     Index("ix_sts_credentials_account_id_role_name", "account_id", "role_name"),
     Index("ix_sts_credentials_expires_at", "expires_at"),
+)
+
+# A PHC string "$scrypt$ln=..,r=..,p=..$<salt>$<hash>" from hyok.kms.domain.passwords.
+_HASH_FORMAT_CHECK: Final = (
+    f"substr(password_hash, 1, 8) = '$scrypt$' AND {_length('password_hash', 9, 256)}"
+)
+_HASH_FORMAT_RULE: Final = "a password hash must be a scrypt PHC string of at most 256 characters"
+
+ram_login_profiles = Table(
+    "ram_login_profiles",
+    metadata,
+    Column("account_id", String(16), nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column(
+        "password_reset_required",
+        Boolean(
+            create_constraint=True, name="ck_ram_login_profiles_password_reset_required_boolean"
+        ),
+        nullable=False,
+    ),
+    Column(
+        "mfa_bind_required",
+        Boolean(create_constraint=True, name="ck_ram_login_profiles_mfa_bind_required_boolean"),
+        nullable=False,
+    ),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    _primary_key(
+        "ram_login_profiles", ["account_id", "user_name"], "a login profile for this RAM user"
+    ),
+    # No ON DELETE CASCADE: DeleteUser rejects a user that still has a login profile.
+    _foreign_key(
+        "fk_ram_login_profiles_user",
+        ["account_id", "user_name"],
+        ["ram_users.account_id", "ram_users.user_name"],
+        "RAM user",
+    ),
+    _check("ck_ram_login_profiles_user_name", _user_name("user_name"), _USER_NAME_RULE),
+    _check("ck_ram_login_profiles_password_hash", _HASH_FORMAT_CHECK, _HASH_FORMAT_RULE),
+    _check(
+        "ck_ram_login_profiles_mfa_bind_required",
+        "NOT mfa_bind_required",
+        "MFABindRequired must be false, because hyok has no MFA",
+    ),
+)
+
+# The console password of an account root, in a table of its own so that the
+# hash is read only at sign-in and SQLite needs no rebuild of accounts.
+account_console_passwords = Table(
+    "account_console_passwords",
+    metadata,
+    Column("account_id", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    _primary_key(
+        "account_console_passwords", ["account_id"], "a console password for this account"
+    ),
+    _foreign_key(
+        "fk_account_console_passwords_account_id",
+        ["account_id"],
+        ["accounts.account_id"],
+        "account",
+    ),
+    _check(
+        "ck_account_console_passwords_password_hash", _HASH_FORMAT_CHECK, _HASH_FORMAT_RULE
+    ),
 )

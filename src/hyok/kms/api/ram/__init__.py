@@ -1,6 +1,7 @@
 """The RAM (2015-05-01) and STS (2015-04-01) APIs, served by the KMS app beside the KMS API.
 
 - ``identities``: the RAM actions (users, AccessKeys, roles, custom policies).
+- ``login_profiles``: the RAM login profile actions (console passwords of RAM users).
 - ``sts``: AssumeRole and GetCallerIdentity.
 
 :class:`~hyok.kms.api.app.KmsApp` dispatches a request here when its

@@ -1,5 +1,7 @@
 """The RAM API (2015-05-01) handlers: users, AccessKeys, roles and custom policies.
 
+The login profile handlers live in :mod:`hyok.kms.api.ram.login_profiles`.
+
 Each handler reads its parameters, calls :class:`~hyok.kms.ram.RamService`
 in a worker thread and returns the fields that ``alibabacloud-ram20150501``
 parses. Only the account root may call them for now (see ``require_root``).
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from hyok.kms.api.errors import InvalidParameterError
 from hyok.kms.api.params import Params
 from hyok.kms.api.ram._wire import Runner, require_root, wire_date
+from hyok.kms.api.ram.login_profiles import login_profile_handlers
 from hyok.kms.domain import AccessKey
 from hyok.kms.domain.ram import (
     DEFAULT_MAX_SESSION_DURATION,
@@ -25,7 +28,7 @@ from hyok.kms.domain.ram import (
     RamRole,
     RamUser,
 )
-from hyok.kms.ram import CUSTOM_POLICY_TYPE, RamService
+from hyok.kms.ram import CUSTOM_POLICY_TYPE, LoginProfileService, RamService
 from hyok.kms.ram.errors import invalid_parameter
 
 if TYPE_CHECKING:
@@ -325,9 +328,15 @@ def _policy_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
 
 
 def ram_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
-    """Return the RAM action handlers, by action name, bound to ``service``."""
+    """Return the RAM action handlers, by action name, bound to ``service``.
+
+    The login profile actions use a :class:`LoginProfileService` on the same
+    store and clock.
+    """
+    login_profiles = LoginProfileService(service.store, clock=service.clock)
     return {
         **_user_handlers(service, run),
+        **login_profile_handlers(login_profiles, run),
         **_role_handlers(service, run),
         **_policy_handlers(service, run),
     }
