@@ -20,7 +20,7 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each subcommand module can import this one.
-    from hyok.cli import kmi, kms, kms_audit, kms_calls, kms_lifecycle, ram, up, xki
+    from hyok.cli import files, kmi, kms, kms_audit, kms_calls, kms_lifecycle, ram, up, xki
 
     cli.add_command(up.up)
     cli.add_command(kms.kms)
@@ -28,6 +28,8 @@ def _register() -> None:
     cli.add_command(kmi.kmi)
     cli.add_command(ram.ram)
     cli.add_command(ram.sts)
+    for command in files.COMMANDS:
+        cli.add_command(command)
     kms_calls.register(kms.kms)
     kms.kms.add_command(kms_audit.audit)
     for command in kms_lifecycle.COMMANDS:
