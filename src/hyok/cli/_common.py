@@ -15,20 +15,26 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 import click
-import httpx
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from hyok.common.errors import HyokError
 from hyok.common.secrets import Secret, read_secret
-from hyok.xki.settings import AdminSettings, ProxySettings, load_settings
+
+if TYPE_CHECKING:
+    # httpx and the proxy settings (pydantic) take about 0.7 s to import, so
+    # only the admin commands load them, and the KMS and file commands start fast.
+    import httpx
+
+    from hyok.xki.settings import AdminSettings, ProxySettings
 
 __all__ = [
-    "ADMIN_TIMEOUT",
+    "ADMIN_CONNECT_TIMEOUT",
+    "ADMIN_READ_TIMEOUT",
     "CONFIG_FILE_NAME",
     "DATA_DIR_ENV",
     "DEFAULT_DATA_DIR",
@@ -53,7 +59,8 @@ DEFAULT_DATA_DIR: Final = Path(".hyok")
 CONFIG_FILE_NAME: Final = "xki.toml"
 #: Timeouts of admin API calls in seconds. Reading gets more time than
 #: connecting, because creating a key on an HSM may take several seconds.
-ADMIN_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
+ADMIN_READ_TIMEOUT: Final = 30.0
+ADMIN_CONNECT_TIMEOUT: Final = 5.0
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -135,6 +142,8 @@ def resolve_config_path(data_dir: Path | None, config: Path | None) -> Path:
 
 def load_cli_settings(data_dir: Path | None, config: Path | None) -> ProxySettings:
     """Resolve and load the proxy configuration, reporting problems as CliError."""
+    from hyok.xki.settings import load_settings
+
     path = resolve_config_path(data_dir, config)
     try:
         return load_settings(path)
@@ -184,10 +193,12 @@ class AdminClient:
         self.base_url = admin_base_url(admin)
         self._source = source
         token = self._read_token(admin)
+        import httpx
+
         self._client = httpx.Client(
             base_url=self.base_url,
             verify=self._trust(admin),
-            timeout=ADMIN_TIMEOUT,
+            timeout=httpx.Timeout(ADMIN_READ_TIMEOUT, connect=ADMIN_CONNECT_TIMEOUT),
             headers={"Authorization": f"Bearer {token.reveal()}"},
             # The admin listener is local, so an HTTPS_PROXY from the
             # environment must never receive the bearer token.
@@ -210,6 +221,8 @@ class AdminClient:
 
     def request(self, method: str, path: str, body: dict[str, object] | None = None) -> Any:
         """Send one request and return the decoded JSON body, or None for 204 No Content."""
+        import httpx
+
         url = self.base_url + path
         try:
             response = self._client.request(method, path, json=body)
@@ -218,13 +231,13 @@ class AdminClient:
         except httpx.ConnectTimeout:
             raise CliError(
                 f"cannot reach the admin API at {url}: no connection within "
-                f"{ADMIN_TIMEOUT.connect:.0f} seconds; check admin.host and admin.port in "
+                f"{ADMIN_CONNECT_TIMEOUT:.0f} seconds; check admin.host and admin.port in "
                 f"{self._source}"
             ) from None
         except httpx.TimeoutException:
             raise CliError(
                 f"the admin API at {url} did not respond within "
-                f"{ADMIN_TIMEOUT.read:.0f} seconds; check the proxy log"
+                f"{ADMIN_READ_TIMEOUT:.0f} seconds; check the proxy log"
             ) from None
         except httpx.HTTPError as exc:
             raise CliError(f"the request to the admin API at {url} failed: {exc}") from None
