@@ -108,6 +108,7 @@ SHARING_TABLES = {
 ALIAS_TABLES = {"aliases"}
 ASSOCIATION_TABLES = {"key_usage", "key_resources"}
 CONSOLE_PASSWORD_TABLES = {"ram_login_profiles", "account_console_passwords"}
+CONSOLE_SESSION_TABLES = {"console_sessions"}
 EXPECTED_TABLES = {
     "accounts",
     "access_keys",
@@ -122,6 +123,7 @@ EXPECTED_TABLES = {
     *ALIAS_TABLES,
     *ASSOCIATION_TABLES,
     *CONSOLE_PASSWORD_TABLES,
+    *CONSOLE_SESSION_TABLES,
 }
 
 
@@ -322,7 +324,7 @@ def test_upgrade_from_empty_creates_tables(backend: Backend) -> None:
 
     upgrade(database)
 
-    assert current_revision(database) == head_revision() == "0007"
+    assert current_revision(database) == head_revision() == "0008"
     check_current(database)
     tables = set(inspect(database.engine).get_table_names(schema=backend.schema))
     assert tables == EXPECTED_TABLES
@@ -469,6 +471,7 @@ def test_downgrade_to_0001_needs_configured_instances(backend: Backend, tenant: 
         - ALIAS_TABLES
         - ASSOCIATION_TABLES
         - CONSOLE_PASSWORD_TABLES
+        - CONSOLE_SESSION_TABLES
     )
     with store.session(read_only=True) as session:
         assert session.instances.get(tenant.instance.instance_id) == tenant.instance

@@ -28,6 +28,7 @@ from uvicorn.supervisors import Multiprocess
 from hyok.common.acs_signature import InMemoryNonceCache, NonceCache
 from hyok.common.errors import HyokError
 from hyok.common.tls import client_ssl_context, server_ssl_context
+from hyok.console import build_console
 from hyok.kms.api.actions import Services, build_handlers
 from hyok.kms.api.app import KmsApp
 from hyok.kms.audit import KmsAuditTrail
@@ -35,6 +36,7 @@ from hyok.kms.bootstrap import open_store
 from hyok.kms.health import InstanceHealthMonitor
 from hyok.kms.http11 import KmsHttpProtocol
 from hyok.kms.proxies import ProxyNetwork, ProxyPool
+from hyok.kms.ram import LoginProfileService
 from hyok.kms.settings import KmsSettings, load_settings
 from hyok.kms.store import DatabaseNonceCache
 from hyok.kms.sweeper import KeyDeletionSweeper
@@ -119,7 +121,7 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
         if settings.server.nonce_cache == "database"
         else InMemoryNonceCache(max_entries=settings.server.nonce_cache_entries)
     )
-    return KmsApp(
+    app = KmsApp(
         store,
         region=settings.region,
         handlers=build_handlers(services),
@@ -138,6 +140,19 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
         on_identity_change=services.access.forget,
         audit=audit.record,
     )
+    if settings.console.enabled:
+        console = settings.console
+        app.console = build_console(
+            app,
+            store.database,
+            LoginProfileService(store).sign_in,
+            idle_timeout_seconds=console.idle_timeout_seconds,
+            session_lifetime_seconds=console.session_lifetime_seconds,
+            max_failed_sign_ins=console.max_failed_sign_ins,
+            failed_sign_in_window_seconds=console.failed_sign_in_window_seconds,
+            executor=executor,
+        )
+    return app
 
 
 def uvicorn_config(settings: KmsSettings, app: Any, **extra: Any) -> uvicorn.Config:

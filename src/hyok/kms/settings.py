@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_REGION",
     "ROOT_KEY_ENV",
+    "ConsoleSettings",
     "DatabaseSettings",
     "HealthSettings",
     "KmsSettings",
@@ -261,6 +262,19 @@ class AuditSettings(_Model):
     path: Path = Path("audit/kms-audit.jsonl")
 
 
+class ConsoleSettings(_Model):
+    """The web console at ``/console``: sessions and the limit of failed sign-ins."""
+
+    enabled: bool = True
+    # A session ends after this long without a request.
+    idle_timeout_seconds: int = Field(default=15 * 60, ge=1, le=24 * 3600)
+    # A session ends this long after sign-in, however active.
+    session_lifetime_seconds: int = Field(default=12 * 3600, ge=60, le=7 * 24 * 3600)
+    # Failed sign-ins allowed per source IP address, and per sign-in name, in the window.
+    max_failed_sign_ins: int = Field(default=5, ge=1, le=1000)
+    failed_sign_in_window_seconds: int = Field(default=5 * 60, ge=1, le=24 * 3600)
+
+
 class KmsSettings(_Model):
     """The whole KMS configuration."""
 
@@ -271,6 +285,7 @@ class KmsSettings(_Model):
     proxy: ProxySettings = ProxySettings()
     health: HealthSettings = HealthSettings()
     audit: AuditSettings = AuditSettings()
+    console: ConsoleSettings = ConsoleSettings()
     # The file these settings came from; set by load_settings.
     source: Path | None = None
 

@@ -62,7 +62,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -100,12 +100,14 @@ from hyok.kms.store import KmsStore, StoreUnavailableError
 
 __all__ = [
     "API_VERSION",
+    "CONSOLE_PATH",
     "DEFAULT_CREDENTIAL_CACHE_SECONDS",
     "DEFAULT_MAX_BODY_BYTES",
     "HEALTH_PATH",
     "MIN_H11_INCOMPLETE_EVENT_SIZE",
     "RAM_API_VERSION",
     "STS_API_VERSION",
+    "ASGIApp",
     "AccessKeyInactiveError",
     "CallContext",
     "Handler",
@@ -129,6 +131,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _T = TypeVar("_T")
 
 
@@ -398,7 +401,9 @@ class KmsApp:
     hooks still run. ``on_identity_change`` runs after every successful RAM
     action, so that caches of identity policies drop what may have changed.
     ``audit`` receives an :class:`~hyok.kms.audit.AuditEvent` for every
-    request, after its response is sent.
+    request, after its response is sent. ``console`` is the ASGI app of the
+    web console, which receives every request whose path starts with
+    :data:`CONSOLE_PATH` and runs actions through :meth:`call_as`.
     """
 
     def __init__(
@@ -420,6 +425,7 @@ class KmsApp:
         on_shutdown: Sequence[LifespanHook] = (),
         on_identity_change: Callable[[], None] | None = None,
         audit: Callable[[AuditEvent], None] | None = None,
+        console: ASGIApp | None = None,
     ) -> None:
         if max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must be 0 or more, got {max_body_bytes}")
@@ -462,6 +468,7 @@ class KmsApp:
         self._on_shutdown = list(on_shutdown)
         self._on_identity_change = on_identity_change
         self._audit = audit
+        self.console = console
 
     def __repr__(self) -> str:
         return f"KmsApp(region={self.region!r}, actions={len(self.handlers)})"
@@ -517,6 +524,10 @@ class KmsApp:
                 }
             )
             await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+            return
+        if self.console is not None and scope["path"].startswith(CONSOLE_PATH):
+            # The console checks the rest of the path, and answers 404 to /consoleX.
+            await self.console(scope, receive, send)
             return
         started = time.perf_counter()
         request_id = str(uuid.uuid4()).upper()
@@ -590,6 +601,104 @@ class KmsApp:
     def _error(self, request_id: str, exc: RequestError) -> responses.Response:
         return responses.error(
             request_id, exc, host_id=self.host_id, recommend_base=self.recommend_base
+        )
+
+    async def call_as(
+        self,
+        principal: RamIdentity,
+        action: str,
+        parameters: Mapping[str, str],
+        *,
+        request_id: str,
+        source_ip: str,
+        secure_transport: bool,
+        channel: str = "console",
+        version: str = API_VERSION,
+    ) -> dict[str, Any]:
+        """Run ``action`` as ``principal``, who has signed in some other way than a signature.
+
+        The web console calls this for a principal of a console session. The
+        handler gets the CallContext of a signed request, so authorisation,
+        parameter checks, the log line and the audit event are those of the
+        API. ``channel`` takes the place of the AccessKey ID in the context
+        and the audit event, because no AccessKey signed. Returns the
+        handler's result. A handler's RequestError propagates. A database
+        outage raises ServiceUnavailableTemporary and any other failure
+        InternalFailure, as the API responds.
+        """
+        started = time.perf_counter()
+        context = CallContext(
+            request_id=request_id,
+            account_id=principal.account_id,
+            access_key_id=channel,
+            region=self.region,
+            source_ip=source_ip,
+            principal=principal,
+            action=action,
+            secure_transport=secure_transport,
+        )
+        code = "OK"
+        try:
+            handler = self._versions[version].get(action)
+            if handler is None:
+                raise InvalidActionNotFoundError(
+                    f"the action {shown_value(action)} is not found in API version {version}"
+                )
+            context = replace(context, via_service=_via_service(parameters))
+            result = await handler(context, Params(dict(parameters)))
+            if version == RAM_API_VERSION and self._on_identity_change is not None:
+                self._on_identity_change()
+            return result
+        except RequestError as exc:
+            code = exc.code
+            raise
+        except StoreUnavailableError as exc:
+            logger.warning("store unavailable (request %s)", request_id, exc_info=True)
+            code = ServiceUnavailableTemporaryError.code
+            raise ServiceUnavailableTemporaryError(
+                "the KMS database is unavailable: retry later"
+            ) from exc
+        except Exception as exc:
+            logger.exception("unexpected failure (request %s)", request_id)
+            code = InternalFailureError.code
+            raise InternalFailureError(
+                "the KMS failed to process the request: retry later, and report the RequestId "
+                "if the failure persists"
+            ) from exc
+        finally:
+            self._report_call(context, version, code, started)
+
+    def _report_call(self, context: CallContext, version: str, code: str, started: float) -> None:
+        """Write the log line and the audit event of a :meth:`call_as` call."""
+        latency_ms = (time.perf_counter() - started) * 1000
+        logger.log(
+            logging.DEBUG if self._audit is not None else logging.INFO,
+            "kms request action=%s code=%s request_id=%s access_key_id=%s principal=%s "
+            "latency_ms=%.1f",
+            context.action,
+            code,
+            context.request_id,
+            context.access_key_id,
+            context.principal_arn,
+            latency_ms,
+        )
+        if self._audit is None:
+            return
+        self._audit(
+            AuditEvent(
+                request_id=context.request_id,
+                account_id=context.account_id,
+                principal=context.principal_arn,
+                access_key_id=context.access_key_id,
+                source_ip=context.source_ip,
+                version=version,
+                action=context.action,
+                key_ids=context.resources,
+                via_service=context.via_service,
+                outcome=_outcome_name(code, True),
+                code=code,
+                latency_ms=latency_ms,
+            )
         )
 
     async def _handle(
@@ -732,6 +841,9 @@ def _via_service(parameters: Mapping[str, str]) -> str:
         )
     return value
 
+
+CONSOLE_PATH: Final = "/console"
+"""The path prefix of the web console, which :class:`KmsApp` passes to its ``console`` app."""
 
 HEALTH_PATH: Final = "/healthz"
 """A GET of this path gets status 200 while the app serves; it is no API call and no audit event."""

@@ -86,6 +86,7 @@ __all__ = [
     "account_console_passwords",
     "accounts",
     "aliases",
+    "console_sessions",
     "instance_quota_releases",
     "instance_share_quotas",
     "instance_shares",
@@ -1040,4 +1041,45 @@ account_console_passwords = Table(
     _check(
         "ck_account_console_passwords_password_hash", _HASH_FORMAT_CHECK, _HASH_FORMAT_RULE
     ),
+)
+
+# Web console sessions: the SHA-256 of the session token, never the token.
+# Deleting an account or a RAM user ends its sessions.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", LargeBinary(), nullable=False),
+    Column("account_id", String(16), nullable=False),
+    # NULL for the account root.
+    Column("user_name", String(64), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    _primary_key("console_sessions", ["token_hash"], "a console session with this token"),
+    _foreign_key(
+        "fk_console_sessions_account_id",
+        ["account_id"],
+        ["accounts.account_id"],
+        "account",
+        ondelete="CASCADE",
+    ),
+    _foreign_key(
+        "fk_console_sessions_user",
+        ["account_id", "user_name"],
+        ["ram_users.account_id", "ram_users.user_name"],
+        "RAM user",
+        ondelete="CASCADE",
+    ),
+    _check(
+        "ck_console_sessions_token_hash",
+        "length(token_hash) = 32",
+        "the session token hash must be a 32-byte SHA-256",
+    ),
+    _check(
+        "ck_console_sessions_times",
+        "last_seen_at >= created_at AND expires_at > created_at",
+        "a session must be last seen after it began and end after it began",
+    ),
+    Index("ix_console_sessions_expires_at", "expires_at"),
+    Index("ix_console_sessions_account_id_user_name", "account_id", "user_name"),
 )
