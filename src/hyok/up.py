@@ -732,7 +732,7 @@ def _summary(layout: _Layout, state: _State, status: str, new_access_key: bool) 
         f"  Account:        {state.account_id}",
         f"  AccessKey ID:   {state.access_key_id}"
         + ("  (new; its secret is in the file below)" if new_access_key else ""),
-        f"  Console:        https://{state.kms_endpoint}/console  (sign in as {state.account_id}"
+        f"  Console:        https://{state.kms_endpoint}/console/  (sign in as {state.account_id}"
         + (
             ", with console_password from the file below)"
             if state.console_password is not None

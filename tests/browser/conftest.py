@@ -159,6 +159,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleS
             session_lifetime_seconds=12 * 3600,
             max_failed_sign_ins=5,
             failed_sign_in_window_seconds=300,
+            audit_path=audit_path,
         )
         app.console = console
         url = stack.enter_context(

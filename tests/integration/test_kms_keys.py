@@ -324,6 +324,23 @@ def test_create_key_refusals(
         assert session.keys.list(ACCOUNT_ID, REGION).total_count == before
 
 
+def test_create_key_dry_run(kms_stack: KmsStack) -> None:
+    with kms_stack.store.session(read_only=True) as session:
+        before = session.keys.list(ACCOUNT_ID, REGION).total_count
+    query = {"DKMSInstanceId": kms_stack.instance_id, "ExternalKeyId": "app-1", "DryRun": "true"}
+    error = client_error(lambda: call(kms_stack.sdk(), "CreateKey", query))
+    assert error.code == "DryRunOperationError", error.data
+    assert error.status_code == 412
+    # The dry run asks the proxy: an unknown external key fails as a real CreateKey does.
+    missing = client_error(
+        lambda: call(kms_stack.sdk(), "CreateKey", {**query, "ExternalKeyId": "no-such-key"})
+    )
+    assert missing.code == "InvalidParameter"
+    assert "not found by the XKI proxy" in missing.data["Message"]
+    with kms_stack.store.session(read_only=True) as session:
+        assert session.keys.list(ACCOUNT_ID, REGION).total_count == before
+
+
 def test_create_key_in_other_accounts_instance(kms_stack: KmsStack) -> None:
     error = client_error(
         lambda: call(

@@ -36,6 +36,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -69,7 +70,9 @@ class Console:
 
     ``kms`` runs the actions, ``sign_in`` verifies passwords, ``sessions``
     keeps sessions, ``limiter`` counts failed sign-ins, and ``executor``
-    runs blocking work (None: the loop's default executor).
+    runs blocking work (None: the loop's default executor). ``audit_path``
+    is the KMS audit trail, whose events of a key its details page shows
+    (None: the page shows none).
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class Console:
         sessions: SessionManager,
         limiter: FailedSignInLimiter,
         executor: Executor | None = None,
+        audit_path: Path | None = None,
     ) -> None:
         self.kms = kms
+        self.audit_path = audit_path
         self.sign_in = sign_in
         self.sessions = sessions
         self.limiter = limiter

@@ -151,6 +151,7 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
             max_failed_sign_ins=console.max_failed_sign_ins,
             failed_sign_in_window_seconds=console.failed_sign_in_window_seconds,
             executor=executor,
+            audit_path=settings.audit.path,
         )
     return app
 

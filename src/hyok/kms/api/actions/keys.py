@@ -5,6 +5,9 @@ instance (``DKMSInstanceId``) and references a key in the customer's key
 manager (``ExternalKeyId``, a hyok extension of CreateKey). CreateKey reads
 the external key's metadata through the instance's XKI proxy and rejects a
 key that is not AES-256, lacks ENCRYPT or DECRYPT, or is not ENABLED.
+``DryRun=true`` runs those checks, proxy included, then fails with
+DryRunOperationError and stores nothing: the console checks an external key
+ID this way before it submits.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from hyok.kms.api.actions._quota import insert_key_within_quota, replace_policy_
 from hyok.kms.api.actions._services import Services, bind_actions
 from hyok.kms.api.app import CallContext, Handler
 from hyok.kms.api.errors import (
+    DryRunOperationError,
     ForbiddenInstanceNotFoundError,
     ForbiddenKeyVersionNotFoundError,
     ForbiddenResourceNotFoundError,
@@ -251,6 +255,7 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
     description = params.optional_str("Description", max_length=MAX_DESCRIPTION_LENGTH) or ""
     tags = params.tags_json("Tags") or []
     policy = _policy(params)
+    dry_run = params.boolean("DryRun", default=False)
 
     # A member of a shared instance may create keys in it; the key belongs to the member.
     instance = await services.run(_load_instance, services.store, instance_id, ctx.account_id)
@@ -289,6 +294,13 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
         )
     except ValidationError as exc:
         raise InvalidParameterError(f"The key cannot be created: {exc.message}.") from None
+    if dry_run:
+        # NOTE: the access management quota is checked only when the key is stored.
+        raise DryRunOperationError(
+            "The CreateKey request passed every check, including the external key's metadata "
+            "from the XKI proxy, and would have succeeded; nothing was done because DryRun is "
+            "true."
+        )
     version = KeyVersion(key_id=key_id, key_version_id=version_id, created_at=now)
     await services.run(insert_key_within_quota, services.store, key, version, tags, policy, now)
     return {"KeyMetadata": describe_key_metadata(key)}

@@ -1,0 +1,275 @@
+"""Helpers of the Keys pages: the input rules, the role lists of a policy, the audit events.
+
+The rules that the pages' script checks as the user types (tags, alias,
+cross-account ARNs) come from the domain's own constants and patterns, and
+reach the script as JSON in a data attribute. The server checks again
+through the KMS actions, so the script is a convenience that cannot drift
+from the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from hyok.common.errors import RequestError
+from hyok.console.web import N_, View
+from hyok.kms.api import params as api_params
+from hyok.kms.domain import aliases as alias_rules
+from hyok.kms.domain import policy_principals
+from hyok.kms.domain.key_policy import KeyPolicyRoles, build_role_policy, roles_from_policy
+from hyok.kms.domain.policy_document import parse_policy
+from hyok.kms.domain.policy_errors import PolicyDocumentError, PolicyKind
+from hyok.kms.store.repositories import MAX_TAGS_PER_KEY
+
+__all__ = [
+    "ROLE_FIELDS",
+    "RoleForm",
+    "input_rules",
+    "key_audit_events",
+    "role_form_from_policy",
+    "role_form_from_submission",
+]
+
+MAX_AUDIT_EVENTS: Final = 50
+# The trail is read backwards from its end. Events older than this many bytes are not shown.
+_MAX_AUDIT_BYTES: Final = 8 * 1024 * 1024
+_AUDIT_BLOCK: Final = 64 * 1024
+MAX_ARNS_PER_ROLE: Final = 50
+_MAX_ARN_TEXT: Final = MAX_ARNS_PER_ROLE * 200
+
+ROLE_FIELDS: Final = ("administrators", "users", "cross_account_users")
+"""The form fields of the three role lists, named as in KeyPolicyRoles."""
+_ROLE_PATH: Final = re.compile(r"(administrators|users|cross_account_users)\[\d+\]")
+
+STATE_LABELS: Final = {
+    "Enabled": N_("Enabled"),
+    "Disabled": N_("Disabled"),
+    "PendingDeletion": N_("Pending deletion"),
+    "PendingImport": N_("Pending import"),
+}
+EXTERNAL_STATE_LABELS: Final = {
+    "ENABLED": N_("Enabled"),
+    "DISABLED": N_("Disabled"),
+    "PENDING_DELETION": N_("Pending deletion"),
+    "NotFound": N_("Not found"),
+    "Unknown": N_("Unknown"),
+}
+
+
+def _js_pattern(pattern: str) -> str:
+    """Turn a Python regular expression into the same expression for JavaScript."""
+    return pattern.replace("(?P<", "(?<")
+
+
+def input_rules(view: View, account_id: str) -> str:
+    """Return the JSON rules and messages of the keys script, in the page's language."""
+    tag_pattern = api_params._TAG_TEXT.pattern
+    rules = {
+        "tag": {
+            "maxLength": api_params.MAX_TAG_LENGTH,
+            "pattern": tag_pattern,
+            "reservedPrefixes": list(api_params._RESERVED_TAG_PREFIXES),
+            "maxTags": MAX_TAGS_PER_KEY,
+        },
+        "alias": {
+            "prefix": alias_rules.ALIAS_PREFIX,
+            "maxLength": alias_rules.MAX_ALIAS_NAME_LENGTH,
+            "pattern": alias_rules._NAME_AFTER_PREFIX.pattern,
+            "reservedPrefix": alias_rules.RESERVED_ALIAS_PREFIX,
+        },
+        "principal": {
+            "pattern": _js_pattern(policy_principals._PRINCIPAL.pattern),
+            "account": account_id,
+        },
+        "messages": {
+            "tagKeyEmpty": view.gettext("Enter a tag key."),
+            "tagTooLong": view.gettext(
+                "Use at most %(max)s characters.", max=api_params.MAX_TAG_LENGTH
+            ),
+            "tagCharacters": view.gettext(
+                "Use only letters, digits, space and / \\ _ - . + = : @."
+            ),
+            "tagReserved": view.gettext("Tag keys must not start with aliyun or acs:."),
+            "tagDuplicate": view.gettext("Each tag key may appear once."),
+            "tagLimit": view.gettext("A key has at most %(max)s tags.", max=MAX_TAGS_PER_KEY),
+            "aliasInvalid": view.gettext(
+                "Use letters, digits, _, - and / after alias/, at most %(max)s characters in all.",
+                max=alias_rules.MAX_ALIAS_NAME_LENGTH,
+            ),
+            "aliasReserved": view.gettext("Aliases starting with alias/acs are reserved."),
+            "arnInvalid": view.gettext(
+                "%(arn)s is not a RAM user or role ARN: write acs:ram::account ID:user/name "
+                "or acs:ram::account ID:role/name.",
+                arn="{arn}",
+            ),
+            "arnOwnAccount": view.gettext(
+                "%(arn)s belongs to this account: choose it under Administrators or Users.",
+                arn="{arn}",
+            ),
+            "checking": view.gettext("Checking the external key with the XKI proxy…"),
+            "checkFailed": view.gettext(
+                "The external key could not be checked: %(reason)s", reason="{reason}"
+            ),
+        },
+    }
+    return json.dumps(rules, ensure_ascii=False)
+
+
+# --- The role lists of a custom policy ------------------------------------------------
+
+
+@dataclass
+class RoleForm:
+    """The role lists as the form shows them: chosen ARNs of listed users, and other ARNs."""
+
+    chosen: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in ROLE_FIELDS})
+    other: dict[str, str] = field(default_factory=lambda: {n: "" for n in ROLE_FIELDS})
+
+    def roles(self) -> KeyPolicyRoles:
+        lists = {name: [*self.chosen[name], *_lines(self.other[name])] for name in ROLE_FIELDS}
+        return KeyPolicyRoles(
+            tuple(lists["administrators"]),
+            tuple(lists["users"]),
+            tuple(lists["cross_account_users"]),
+        )
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+async def role_form_from_submission(view: View) -> RoleForm:
+    """Read the three role lists of the submitted form (checkboxes and text areas)."""
+    form = await view.form()
+    result = RoleForm()
+    for name in ROLE_FIELDS:
+        result.chosen[name] = [
+            value
+            for value in form.getlist(name)[:MAX_ARNS_PER_ROLE]
+            if isinstance(value, str) and len(value) <= 200
+        ]
+        other = form.get(f"{name}_other")
+        result.other[name] = other[:_MAX_ARN_TEXT] if isinstance(other, str) else ""
+    return result
+
+
+def role_form_from_policy(
+    policy_text: str, owner_account: str, listed_arns: Iterable[str]
+) -> RoleForm | None:
+    """Split a policy's role lists into listed users and other ARNs; None for another shape."""
+    try:
+        roles = roles_from_policy(parse_policy(policy_text, PolicyKind.KEY), owner_account)
+    except PolicyDocumentError:
+        return None
+    if roles is None:
+        return None
+    listed = set(listed_arns)
+    result = RoleForm()
+    for name in ROLE_FIELDS:
+        arns: tuple[str, ...] = getattr(roles, name)
+        result.chosen[name] = [arn for arn in arns if arn in listed]
+        result.other[name] = "\n".join(arn for arn in arns if arn not in listed)
+    return result
+
+
+def build_policy(owner_account: str, form: RoleForm) -> tuple[str | None, dict[str, str]]:
+    """Return the policy of the role lists, or None with the error by its form field."""
+    try:
+        return build_role_policy(owner_account, form.roles()), {}
+    except PolicyDocumentError as exc:
+        match = _ROLE_PATH.match(exc.path or "")
+        return None, {match.group(1) if match else "administrators": exc.message}
+
+
+async def ram_user_arns(view: View) -> list[tuple[str, str]]:
+    """Return (ARN, user name) of the account's RAM users, for the role pickers.
+
+    Only the account root may list users (RAM ListUsers); others get an
+    empty list and type ARNs. NOTE: RAM roles are typed as ARNs, because the
+    RAM API of hyok has no ListRoles yet.
+    """
+    from hyok.kms.api.app import RAM_API_VERSION
+    from hyok.kms.domain.policy_principals import CallerKind
+
+    if view.principal.kind is not CallerKind.ROOT:
+        return []
+    try:
+        listed = await view.console.kms.call_as(
+            view.principal,
+            "ListUsers",
+            {"MaxItems": "100"},
+            request_id=_request_id(),
+            source_ip=view.source_ip,
+            secure_transport=view.request.url.scheme == "https",
+            version=RAM_API_VERSION,
+        )
+    except RequestError:
+        # The pickers are optional: ARNs can be typed.
+        return []
+    account = view.principal.account_id
+    return [
+        (f"acs:ram::{account}:user/{user['UserName']}", str(user["UserName"]))
+        for user in listed["Users"]["User"]
+    ]
+
+
+def _request_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4()).upper()
+
+
+# --- The key's audit events -----------------------------------------------------------
+
+
+def key_audit_events(path: Path | None, names: Iterable[str]) -> list[dict[str, Any]]:
+    """Return the newest audit events (at most 50) that name the key, newest first.
+
+    ``names`` are the key ID and its alias names, as a call may name either.
+    Reads the trail backwards from its end, at most 8 MiB (blocking).
+    """
+    if path is None:
+        return []
+    wanted = set(names)
+    found: list[dict[str, Any]] = []
+    try:
+        with path.open("rb") as stream:
+            position = stream.seek(0, os.SEEK_END)
+            floor = max(0, position - _MAX_AUDIT_BYTES)
+            pending = b""
+            while position > floor and len(found) < MAX_AUDIT_EVENTS:
+                start = max(floor, position - _AUDIT_BLOCK)
+                stream.seek(start)
+                lines = (stream.read(position - start) + pending).split(b"\n")
+                position = start
+                # The first piece may be the end of a line that starts in the block before.
+                pending = lines.pop(0)
+                for line in reversed(lines):
+                    if len(found) >= MAX_AUDIT_EVENTS:
+                        break
+                    _collect(line, wanted, found)
+            if floor == 0 and len(found) < MAX_AUDIT_EVENTS:
+                _collect(pending, wanted, found)
+    except FileNotFoundError:
+        return []
+    return found
+
+
+def _collect(line: bytes, wanted: set[str], found: list[dict[str, Any]]) -> None:
+    if not line.strip():
+        return
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return
+    if not isinstance(event, dict):
+        return
+    key_ids = event.get("key_ids")
+    if isinstance(key_ids, list) and wanted.intersection(str(item) for item in key_ids):
+        found.append(event)
