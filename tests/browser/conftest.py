@@ -20,6 +20,7 @@ current ones to ``docs/console/`` when the pages change.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -64,6 +65,7 @@ CHROMIUM = Path(os.environ.get("HYOK_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ROOT_PASSWORD = "Console-root-passw0rd"
 USER_NAME = "alice"
+ROLE_NAME = "console-ops"
 USER_PASSWORD = "Console-alice-passw0rd"
 ROOT_KEY = bytes.fromhex("c3" * 32)
 # The cheapest scrypt cost LoginProfileService accepts, so that sign-ins stay fast.
@@ -210,19 +212,34 @@ def _seed(
         )
     passwords.set_root_console_password(ACCOUNT_ID, Secret(ROOT_PASSWORD))
     # A RAM user with a console password and no permission on KMS.
-    create_user = app.call_as(
-        RamIdentity(ACCOUNT_ID, CallerKind.ROOT),
-        "CreateUser",
-        {"UserName": USER_NAME},
-        request_id=str(uuid.uuid4()).upper(),
-        source_ip="127.0.0.1",
-        secure_transport=True,
-        channel="test-setup",
-        version=RAM_API_VERSION,
-    )
-    # Playwright's sync API may already run an event loop in this thread.
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, create_user).result()
+    # A RAM role, which the key policy pickers list after the users.
+    trust = {
+        "Version": "1",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Principal": {"RAM": [f"acs:ram::{ACCOUNT_ID}:root"]},
+            }
+        ],
+    }
+    for action, parameters in (
+        ("CreateUser", {"UserName": USER_NAME}),
+        ("CreateRole", {"RoleName": ROLE_NAME, "AssumeRolePolicyDocument": json.dumps(trust)}),
+    ):
+        call = app.call_as(
+            RamIdentity(ACCOUNT_ID, CallerKind.ROOT),
+            action,
+            parameters,
+            request_id=str(uuid.uuid4()).upper(),
+            source_ip="127.0.0.1",
+            secure_transport=True,
+            channel="test-setup",
+            version=RAM_API_VERSION,
+        )
+        # Playwright's sync API may already run an event loop in this thread.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, call).result()
     passwords.create_login_profile(ACCOUNT_ID, USER_NAME, Secret(USER_PASSWORD))
     credential = data.credentials["default"].credential
     port = proxy_url.rsplit(":", 1)[1]

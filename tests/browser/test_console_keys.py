@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from hyok.kms.domain import InstanceStatus
-from tests.browser.conftest import USER_NAME, ConsoleStack, screenshot, sign_in
+from tests.browser.conftest import ROLE_NAME, USER_NAME, ConsoleStack, screenshot, sign_in
 from tests.integration._kms import ACCOUNT_ID, OTHER_ACCOUNT_ID
 from tests.integration._sdk import call, client_error
 
 pytestmark = pytest.mark.integration
 
 ALICE_ARN = f"acs:ram::{ACCOUNT_ID}:user/{USER_NAME}"
+OPS_ROLE_ARN = f"acs:ram::{ACCOUNT_ID}:role/{ROLE_NAME}"
 FOREIGN_ARN = f"acs:ram::{OTHER_ACCOUNT_ID}:user/bob"
 # An account that no key or share of the instance grants yet, so it needs a unit of quota.
 UNCOUNTED_ACCOUNT_ID = "210987654321"
@@ -84,6 +85,7 @@ def test_create_key_with_tags_and_custom_policy(page: Any, stack: ConsoleStack) 
     page.get_by_label("Custom policy: administrators, users and cross-account users").check()
     page.locator("#roles-administrators").get_by_role("checkbox", name=USER_NAME).check()
     page.locator("#roles-users").get_by_role("checkbox", name=USER_NAME).check()
+    page.locator("#roles-users").get_by_role("checkbox", name=ROLE_NAME).check()
     page.get_by_label("Cross-account user ARNs").fill(FOREIGN_ARN)
     assert "foreign accounts left" in page.locator("#quota-left").inner_text()
     screenshot(page, "keys-create-en")
@@ -101,6 +103,7 @@ def test_create_key_with_tags_and_custom_policy(page: Any, stack: ConsoleStack) 
         page.locator("#roles-administrators").get_by_role("checkbox", name=USER_NAME).is_checked()
     )
     assert page.locator("#roles-users").get_by_role("checkbox", name=USER_NAME).is_checked()
+    assert page.locator("#roles-users").get_by_role("checkbox", name=ROLE_NAME).is_checked()
     assert FOREIGN_ARN in page.get_by_label("Cross-account user ARNs").input_value()
     assert page.locator("#key-state").inner_text() == "Enabled"
     assert page.locator("#external-key-state").inner_text() == "Enabled"
@@ -108,7 +111,7 @@ def test_create_key_with_tags_and_custom_policy(page: Any, stack: ConsoleStack) 
 
     policy = json.loads(call(stack.sdk(), "GetKeyPolicy", {"KeyId": key_id})["Policy"])
     principals = {p for s in policy["Statement"] for p in s["Principal"]["RAM"]}
-    assert principals == {ALICE_ARN, FOREIGN_ARN}
+    assert principals == {ALICE_ARN, OPS_ROLE_ARN, FOREIGN_ARN}
     assert _encrypt(stack, key_id)["KeyId"] == key_id
 
     page.get_by_role("link", name="Keys").first.click()

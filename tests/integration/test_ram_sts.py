@@ -111,6 +111,46 @@ def test_list_users_pages(kms_stack: KmsStack) -> None:
     check_error(error, "InvalidParameter", 400, "Marker")
 
 
+def test_list_roles_pages(kms_stack: KmsStack) -> None:
+    prefix = unique("rolepage")
+    names = sorted(f"{prefix}-{index}" for index in range(3))
+    trust = trust_document(f"acs:ram::{ACCOUNT_ID}:root")
+    for name in names:
+        create_role(kms_stack, name, trust)
+    seen: list[str] = []
+    marker = None
+    while True:
+        request = ram_models.ListRolesRequest(max_items=2, marker=marker)
+        body = ram(kms_stack).list_roles_with_options(request, runtime()).body
+        seen.extend(role.role_name for role in body.roles.role)
+        if not body.is_truncated:
+            assert body.marker is None
+            break
+        marker = body.marker
+    assert [name for name in seen if name.startswith(prefix)] == names
+
+    request = ram_models.ListRolesRequest(max_items=1000)
+    listed = ram(kms_stack).list_roles_with_options(request, runtime()).body.roles.role
+    role = next(item for item in listed if item.role_name == names[0])
+    assert role.arn == f"acs:ram::{ACCOUNT_ID}:role/{names[0]}"
+    assert role.description == "test role"
+    assert role.create_date.endswith("Z")
+
+
+def test_list_roles_rejects_tag_filter(kms_stack: KmsStack) -> None:
+    request = ram_models.ListRolesRequest(
+        tag=[ram_models.ListRolesRequestTag(key="team", value="a")]
+    )
+    error = client_error(lambda: ram(kms_stack).list_roles_with_options(request, runtime()))
+    check_error(error, "InvalidParameter", 400, "Tag")
+    error = client_error(
+        lambda: ram(kms_stack).list_roles_with_options(
+            ram_models.ListRolesRequest(marker="%%%"), runtime()
+        )
+    )
+    check_error(error, "InvalidParameter", 400, "ListRoles")
+
+
 def test_duplicate_and_invalid_user_names(kms_stack: KmsStack) -> None:
     name = unique("dup")
     create_user(kms_stack, name)

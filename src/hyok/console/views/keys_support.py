@@ -188,35 +188,41 @@ def build_policy(owner_account: str, form: RoleForm) -> tuple[str | None, dict[s
 
 
 async def ram_user_arns(view: View) -> list[tuple[str, str]]:
-    """Return (ARN, user name) of the account's RAM users, for the role pickers.
+    """Return (ARN, name) of the account's RAM users and then its roles, for the role pickers.
 
-    Only the account root may list users (RAM ListUsers); others get an
-    empty list and type ARNs. NOTE: RAM roles are typed as ARNs, because the
-    RAM API of hyok has no ListRoles yet.
+    Only the account root may list users and roles (RAM ListUsers and
+    ListRoles); others get an empty list and type ARNs. Each list shows its
+    first 100 entries, and further ones are typed as ARNs too.
     """
     from hyok.kms.api.app import RAM_API_VERSION
     from hyok.kms.domain.policy_principals import CallerKind
 
     if view.principal.kind is not CallerKind.ROOT:
         return []
-    try:
-        listed = await view.console.kms.call_as(
-            view.principal,
-            "ListUsers",
-            {"MaxItems": "100"},
-            request_id=_request_id(),
-            source_ip=view.source_ip,
-            secure_transport=view.request.url.scheme == "https",
-            version=RAM_API_VERSION,
-        )
-    except RequestError:
-        # The pickers are optional: ARNs can be typed.
-        return []
     account = view.principal.account_id
-    return [
-        (f"acs:ram::{account}:user/{user['UserName']}", str(user["UserName"]))
-        for user in listed["Users"]["User"]
-    ]
+    choices: list[tuple[str, str]] = []
+    for action, wrapper, item, kind, name_field in (
+        ("ListUsers", "Users", "User", "user", "UserName"),
+        ("ListRoles", "Roles", "Role", "role", "RoleName"),
+    ):
+        try:
+            listed = await view.console.kms.call_as(
+                view.principal,
+                action,
+                {"MaxItems": "100"},
+                request_id=_request_id(),
+                source_ip=view.source_ip,
+                secure_transport=view.request.url.scheme == "https",
+                version=RAM_API_VERSION,
+            )
+        except RequestError:
+            # The pickers are optional: ARNs can be typed.
+            continue
+        choices += [
+            (f"acs:ram::{account}:{kind}/{entry[name_field]}", str(entry[name_field]))
+            for entry in listed[wrapper][item]
+        ]
+    return choices
 
 
 def _request_id() -> str:

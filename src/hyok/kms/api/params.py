@@ -66,6 +66,10 @@ class Params:
     def __contains__(self, name: object) -> bool:
         return name in self._values
 
+    def names(self) -> list[str]:
+        """Return the names of the parameters the request sent."""
+        return list(self._values)
+
     def required_str(self, name: str, *, max_length: int, min_length: int = 1) -> str:
         """Return the string parameter ``name``, of ``min_length`` to ``max_length`` characters."""
         value = self._values.get(name)

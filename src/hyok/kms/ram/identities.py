@@ -344,6 +344,13 @@ class RamService:
             raise _role_missing(role_name)
         return role
 
+    def list_roles(
+        self, account_id: str, *, after: str | None, limit: int
+    ) -> tuple[list[RamRole], bool]:
+        """Return up to ``limit`` roles by name, after ``after``, and whether more follow."""
+        with self.store.session(read_only=True) as session:
+            return session.ram_roles.list(account_id, after=after, limit=limit)
+
     def delete_role(self, account_id: str, role_name: str) -> None:
         """Delete a role without attached policies; its STS credentials go with it.
 

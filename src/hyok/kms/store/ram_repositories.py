@@ -162,6 +162,17 @@ class RamRoleRepository:
         row = self._connection.execute(query).mappings().one_or_none()
         return None if row is None else _role(row)
 
+    def list(self, account_id: str, *, after: str | None, limit: int) -> tuple[list[RamRole], bool]:
+        """Return up to ``limit`` roles by name, those after ``after``, and whether more follow."""
+        query = select(ram_roles).where(ram_roles.c.account_id == account_id)
+        if after is not None:
+            query = query.where(ram_roles.c.role_name > after)
+        rows = self._connection.execute(
+            query.order_by(ram_roles.c.role_name).limit(limit + 1)
+        ).mappings()
+        roles = [_role(row) for row in rows]
+        return roles[:limit], len(roles) > limit
+
     def delete(self, account_id: str, role_name: str) -> None:
         """Delete a role and, through the foreign key, the STS credentials of its sessions."""
         with writing(self._connection, f"deleting RAM role {role_name!r}"):

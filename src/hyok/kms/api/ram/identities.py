@@ -109,7 +109,7 @@ def _attached(item: AttachedPolicy) -> dict[str, Any]:
     }
 
 
-def _marker(params: Params) -> str | None:
+def _marker(params: Params, action: str) -> str | None:
     raw = params.optional_str("Marker", max_length=512)
     if not raw:
         return None
@@ -117,10 +117,20 @@ def _marker(params: Params) -> str | None:
         return base64.b64decode(raw.encode("ascii"), altchars=b"-_", validate=True).decode()
     except (UnicodeError, binascii.Error, ValueError):
         raise InvalidParameterError(
-            "the parameter Marker is not a marker that ListUsers returned: pass the Marker of "
+            f"the parameter Marker is not a marker that {action} returned: pass the Marker of "
             "the previous response unchanged",
             parameter="Marker",
         ) from None
+
+
+def _listing(
+    wrapper: str, item: str, entries: list[dict[str, Any]], truncated: bool, last_name: str
+) -> dict[str, Any]:
+    """Build a list response in RAM's shape, with the Marker of the next page when truncated."""
+    result: dict[str, Any] = {"IsTruncated": truncated, wrapper: {item: entries}}
+    if truncated:
+        result["Marker"] = base64.urlsafe_b64encode(last_name.encode("utf-8")).decode("ascii")
+    return result
 
 
 def _max_session_duration(params: Params) -> int:
@@ -160,15 +170,11 @@ def _user_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
     async def list_users(ctx: CallContext, params: Params) -> dict[str, Any]:
         require_root(ctx, "ListUsers")
         limit = params.int_in_range("MaxItems", 1, _MAX_ITEMS_LIMIT, default=_DEFAULT_MAX_ITEMS)
-        users, truncated = await run(_list_users, ctx.account_id, _marker(params), limit)
-        result: dict[str, Any] = {
-            "IsTruncated": truncated,
-            "Users": {"User": [_user(user, detailed=True) for user in users]},
-        }
-        if truncated:
-            last = users[-1].user_name.encode("utf-8")
-            result["Marker"] = base64.urlsafe_b64encode(last).decode("ascii")
-        return result
+        after = _marker(params, "ListUsers")
+        users, truncated = await run(_list_users, ctx.account_id, after, limit)
+        entries = [_user(user, detailed=True) for user in users]
+        last = users[-1].user_name if users else ""
+        return _listing("Users", "User", entries, truncated, last)
 
     def _list_users(account_id: str, after: str | None, limit: int) -> tuple[list[RamUser], bool]:
         return service.list_users(account_id, after=after, limit=limit)
@@ -240,12 +246,35 @@ def _role_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
         role = await run(service.get_role, ctx.account_id, _text(params, "RoleName"))
         return {"Role": _role(role, detailed=True)}
 
+    async def list_roles(ctx: CallContext, params: Params) -> dict[str, Any]:
+        require_root(ctx, "ListRoles")
+        if any(name == "Tag" or name.startswith("Tag.") for name in params.names()):
+            raise InvalidParameterError(
+                "the parameter Tag filters roles by tag, and hyok's RAM roles have no tags: "
+                "call ListRoles without Tag",
+                parameter="Tag",
+            )
+        limit = params.int_in_range("MaxItems", 1, _MAX_ITEMS_LIMIT, default=_DEFAULT_MAX_ITEMS)
+        after = _marker(params, "ListRoles")
+        roles, truncated = await run(_list_roles, ctx.account_id, after, limit)
+        entries = [_role(role, detailed=True) for role in roles]
+        last = roles[-1].role_name if roles else ""
+        return _listing("Roles", "Role", entries, truncated, last)
+
+    def _list_roles(account_id: str, after: str | None, limit: int) -> tuple[list[RamRole], bool]:
+        return service.list_roles(account_id, after=after, limit=limit)
+
     async def delete_role(ctx: CallContext, params: Params) -> dict[str, Any]:
         require_root(ctx, "DeleteRole")
         await run(service.delete_role, ctx.account_id, _text(params, "RoleName"))
         return {}
 
-    return {"CreateRole": create_role, "GetRole": get_role, "DeleteRole": delete_role}
+    return {
+        "CreateRole": create_role,
+        "GetRole": get_role,
+        "ListRoles": list_roles,
+        "DeleteRole": delete_role,
+    }
 
 
 def _policy_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
