@@ -18,17 +18,16 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from hyok.common.errors import HyokError
 from hyok.common.secrets import Secret, read_secret
 
 if TYPE_CHECKING:
-    # httpx and the proxy settings (pydantic) take about 0.7 s to import, so
-    # only the admin commands load them, and the KMS and file commands start fast.
+    # httpx and the proxy settings (pydantic) take about 0.7 s to import, and
+    # rich about 3 MiB, so only the commands that use them load them: the
+    # file commands start fast and small.
     import httpx
+    from rich.console import Console
 
     from hyok.xki.settings import AdminSettings, ProxySettings
 
@@ -318,6 +317,9 @@ def print_json(data: object) -> None:
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Print rows as a table on standard output; cell text is never read as markup."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, title_justify="left")
     for index, column in enumerate(columns):
         if index == 0:
@@ -334,6 +336,9 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
 
 def print_record(fields: Sequence[tuple[str, str]]) -> None:
     """Print one record as a two-column table of field names and values."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=False)
     table.add_column("Field", style="bold")
     table.add_column("Value", overflow="fold")
@@ -344,4 +349,6 @@ def print_record(fields: Sequence[tuple[str, str]]) -> None:
 
 def _console() -> Console:
     # Built per call because click's test runner replaces sys.stdout per invocation.
+    from rich.console import Console
+
     return Console(file=sys.stdout, highlight=False)
