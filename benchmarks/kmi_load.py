@@ -1,9 +1,10 @@
 """Key-manager load test: each backend's raw rate next to the proxy's throughput on it.
 
-For each backend (``file``, ``pkcs11``) the harness writes a proxy data
-directory with ``hyok.xki.bootstrap.initialise``: a file keystore (kdf cost
-10), or a SoftHSMv2 token of its own in the data directory, as ``hyok up
---kmi pkcs11`` makes it. Then it
+For each backend (``file``, ``pkcs11``, and ``kmip`` when asked for) the
+harness writes a proxy data directory with ``hyok.xki.bootstrap.initialise``:
+a file keystore (kdf cost 10), a SoftHSMv2 token of its own in the data
+directory, as ``hyok up --kmi pkcs11`` makes it, or a PyKMIP server of its
+own, run as ``hyok up --kmi kmip`` runs it. Then it
 
 1. opens the backend in this process, as the proxy opens it, and calls its
    ``encrypt`` and then its ``decrypt`` in a loop on one thread for
@@ -16,9 +17,11 @@ directory with ``hyok.xki.bootstrap.initialise``: a file keystore (kdf cost
 3. stops the proxy and checks the sample again.
 
 The report shows, per backend and operation, the median round of each: the
-raw rate and p99, the proxy's throughput, p50 and p99, and the proxy's
-throughput as a share of the raw rate. Both use the same plaintext and AAD
-sizes and the same key.
+raw rate, p99 and CPU time per call, the proxy's throughput, p50, p99 and CPU
+time per request, and the proxy's throughput as a share of the raw rate. Both
+use the same plaintext and AAD sizes and the same key. The proxy calls the
+SoftHSMv2 token on its event loop, as the data directory configures it, unless
+``--pkcs11-calls threads`` is given.
 
 Example::
 
@@ -44,13 +47,16 @@ from typing import Any, Final
 
 import xki_load as proxy_load
 from hyok.kmi.base import KeyManager
+from hyok.kmi.kmip.pykmip_server import PykmipServer, prepare_server, start_server
 from hyok.kmi.registry import open_backend
-from hyok.xki.backend_init import Pkcs11Init
+from hyok.xki.backend_init import OWN_KMIP_DIRECTORY, KmipInit, Pkcs11Init
 from hyok.xki.bootstrap import InitOptions, initialise
 from hyok.xki.settings import load_settings
 from kms_load import ProxyBench
 
-BACKENDS: Final = ("file", "pkcs11")
+BACKENDS: Final = ("file", "pkcs11", "kmip")
+# The kmip backend needs a PyKMIP server and runs only when asked for.
+DEFAULT_BACKENDS: Final = ("file", "pkcs11")
 OPERATIONS: Final = ("encrypt", "decrypt")
 # Distinct inputs the raw loop cycles through, like the proxy's request pool.
 RAW_POOL: Final = 256
@@ -67,6 +73,8 @@ class RawFigures:
     per_second: float
     p50_us: float
     p99_us: float
+    #: CPU time of this process per call, in µs.
+    cpu_us: float
 
 
 def _percentile_us(sorted_ns: Sequence[int], fraction: float) -> float:
@@ -92,6 +100,7 @@ def measure_raw(
             return manager.decrypt(key_id, result.iv, result.ciphertext, result.tag, aad)
 
     durations: list[int] = []
+    cpu_start = time.process_time()
     start = time.perf_counter_ns()
     end = start + int(seconds * 1e9)
     now = start
@@ -101,11 +110,13 @@ def measure_raw(
         durations.append(finished - now)
         now = finished
     elapsed = (now - start) / 1e9
+    cpu = time.process_time() - cpu_start
     durations.sort()
     return RawFigures(
         backend=backend, operation=operation, calls=len(durations), seconds=round(elapsed, 3),
         per_second=round(len(durations) / elapsed, 1), p50_us=_percentile_us(durations, 0.50),
         p99_us=_percentile_us(durations, 0.99),
+        cpu_us=round(cpu / len(durations) * 1e6, 1),
     )
 
 
@@ -113,7 +124,7 @@ class BackendBench(ProxyBench):
     """The proxy of ``xki_load.py`` on one backend, without the floor app."""
 
     def __init__(self, options: proxy_load.Options, backend: str, root: Path,
-                 backend_threads: int | None = None) -> None:
+                 backend_threads: int | None = None, pkcs11_calls: str = "event-loop") -> None:
         # Bench.__init__ always writes a file keystore, so this sets up the same
         # attributes on a data directory with the chosen backend.
         self.options = options
@@ -122,14 +133,33 @@ class BackendBench(ProxyBench):
         self.directory = root / backend
         port = proxy_load.free_port()
         pkcs11 = Pkcs11Init(own_softhsm_token=True) if backend == "pkcs11" else None
+        kmip = None
+        #: The PyKMIP server of the kmip backend, as ``hyok up --kmi kmip`` runs it.
+        self.pykmip: PykmipServer | None = None
+        if backend == "kmip":
+            files = prepare_server(self.directory / OWN_KMIP_DIRECTORY, proxy_load.free_port())
+            self.pykmip = start_server(files)
+            kmip = KmipInit(own_server=True, port=files.port)
         result = initialise(InitOptions(
             directory=self.directory, host=proxy_load.HOST, port=port,
             admin_port=proxy_load.free_port(), region=proxy_load.REGION, kdf_cost=10,
-            pkcs11=pkcs11,
+            pkcs11=pkcs11, kmip=kmip,
         ))
         self.key_id = result.key_id
         self.config = result.config_path
         self._adjust_config()
+        if backend == "kmip":
+            # A PyKMIP call takes 10 to 20 ms and stalls past the default 180 ms
+            # retry deadline on a busy machine, which would end the raw loop; the
+            # proxy's request deadline still bounds every proxied request.
+            text = self.config.read_text()
+            self.config.write_text(text.replace(
+                'type = "kmip"\n', 'type = "kmip"\nretry_deadline_ms = 2000\n', 1))
+        if backend == "pkcs11" and pkcs11_calls == "threads":
+            # initialise() writes event_loop_calls = true for its own SoftHSMv2 token.
+            text = self.config.read_text()
+            self.config.write_text(text.replace("event_loop_calls = true",
+                                                "event_loop_calls = false", 1))
         if backend_threads is not None:
             text = self.config.read_text()
             self.config.write_text(text.replace(
@@ -185,12 +215,12 @@ def _median(items: Sequence[Any], key: Callable[[Any], float]) -> Any:
 
 
 def run(options: proxy_load.Options, backends: Sequence[str], raw_seconds: float,
-        backend_threads: int | None = None) -> dict[str, Any]:
+        backend_threads: int | None = None, pkcs11_calls: str = "event-loop") -> dict[str, Any]:
     """Measure every backend and return the report."""
     report: dict[str, Any] = {
         "machine": proxy_load.machine(),
         "settings": {"backends": list(backends), "raw_seconds": raw_seconds,
-                     "backend_threads": backend_threads,
+                     "backend_threads": backend_threads, "pkcs11_calls": pkcs11_calls,
                      "duration": options.duration, "warmup": options.warmup,
                      "rounds": options.rounds, "connections": options.connections,
                      "client_threads": options.client_threads, "pool": options.pool,
@@ -205,7 +235,7 @@ def run(options: proxy_load.Options, backends: Sequence[str], raw_seconds: float
             root = options.work_dir
             root.mkdir(parents=True, exist_ok=True)
         for backend in backends:
-            bench = BackendBench(options, backend, root, backend_threads)
+            bench = BackendBench(options, backend, root, backend_threads, pkcs11_calls)
             raw = bench.raw(options.rounds, raw_seconds)
             try:
                 bench.start()
@@ -217,6 +247,8 @@ def run(options: proxy_load.Options, backends: Sequence[str], raw_seconds: float
                 bench.check_decrypts("after load")
             finally:
                 bench.stop()
+                if bench.pykmip is not None:
+                    bench.pykmip.stop()
             report["verification"][backend] = bench.verification
             report["raw_rounds"] += [asdict(item) for item in raw]
             report["proxy_rounds"] += [{"backend": backend, **asdict(item)}
@@ -230,11 +262,13 @@ def run(options: proxy_load.Options, backends: Sequence[str], raw_seconds: float
                 report["rows"].append({
                     "backend": backend, "operation": operation,
                     "raw_per_second": raw_median.per_second, "raw_p99_us": raw_median.p99_us,
+                    "raw_cpu_us": raw_median.cpu_us,
                     "proxy_per_second": proxy_median.requests_per_second,
                     "proxy_p50_ms": proxy_median.p50_ms, "proxy_p99_ms": proxy_median.p99_ms,
                     "proxy_errors": proxy_median.errors,
                     "proxy_server_cores": proxy_median.server_cores,
                     "proxy_client_cores": proxy_median.client_cores,
+                    "proxy_cpu_us": proxy_median.server_cpu_us_per_request,
                     "proxy_to_raw": round(proxy_median.requests_per_second
                                           / raw_median.per_second, 3),
                 })
@@ -250,17 +284,19 @@ def render_text(report: dict[str, Any]) -> str:
         f"raw: {settings['raw_seconds']} s per run on one thread in this process; proxy: wrk, "
         f"{settings['connections']} connections, {settings['duration']} s per run; "
         f"{settings['plaintext_bytes']} B plaintext, {settings['aad_bytes']} B AAD; median of "
-        f"{settings['rounds']} round(s)",
-        f"{'backend':<8} {'operation':<9} {'raw/s':>9} {'raw p99 us':>10} {'proxy/s':>9} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'proxy/raw':>9} {'cores':>5}",
+        f"{settings['rounds']} round(s); PKCS#11 calls: {settings['pkcs11_calls']}; "
+        f"backend_threads: {settings['backend_threads'] or 'derived from the backends'}",
+        f"{'backend':<8} {'operation':<9} {'raw/s':>9} {'raw p99 us':>10} {'raw cpu us':>10} "
+        f"{'proxy/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'proxy/raw':>9} "
+        f"{'cores':>5} {'cpu us/req':>10}",
     ]
     for row in report["rows"]:
         lines.append(
             f"{row['backend']:<8} {row['operation']:<9} {row['raw_per_second']:>9.0f} "
-            f"{row['raw_p99_us']:>10.1f} {row['proxy_per_second']:>9.0f} "
-            f"{row['proxy_p50_ms']:>7.2f} {row['proxy_p99_ms']:>7.2f} "
-            f"{row['proxy_errors']:>6} {row['proxy_to_raw']:>9.0%} "
-            f"{row['proxy_server_cores']:>5.2f}"
+            f"{row['raw_p99_us']:>10.1f} {row['raw_cpu_us']:>10.1f} "
+            f"{row['proxy_per_second']:>9.0f} {row['proxy_p50_ms']:>7.2f} "
+            f"{row['proxy_p99_ms']:>7.2f} {row['proxy_errors']:>6} {row['proxy_to_raw']:>9.0%} "
+            f"{row['proxy_server_cores']:>5.2f} {row['proxy_cpu_us']:>10.0f}"
         )
     for backend, stages in report["verification"].items():
         for stage, result in stages.items():
@@ -279,12 +315,13 @@ def _backends(text: str) -> list[str]:
 
 def parse_arguments(
     argv: Sequence[str] | None,
-) -> tuple[proxy_load.Options, list[str], float, int | None]:
+) -> tuple[proxy_load.Options, list[str], float, int | None, str]:
     parser = argparse.ArgumentParser(
         description="Measure each key-manager backend's raw rate and the proxy's throughput "
                     "on it in one run. Options not listed here take xki_load.py's defaults.")
-    parser.add_argument("--backends", type=_backends, default=list(BACKENDS),
-                        help="comma-separated backends (default file,pkcs11)")
+    parser.add_argument("--backends", type=_backends, default=list(DEFAULT_BACKENDS),
+                        help="comma-separated backends of file, pkcs11 and kmip (default "
+                             "file,pkcs11; kmip runs a PyKMIP server of its own)")
     parser.add_argument("--raw-seconds", type=float, default=5.0,
                         help="seconds per raw run, 0.5 to 120 (default 5)")
     shared = parser.add_argument_group("proxy load, as in xki_load.py")
@@ -296,8 +333,13 @@ def parse_arguments(
                         help="keep data directories and logs here (default: a temporary "
                              "directory, deleted at the end)")
     parser.add_argument("--backend-threads", type=int, default=None,
-                        help="set the proxy's backend_threads, 1 to 256 (default: the "
-                             "configuration's default, 16)")
+                        help="set the proxy's backend_threads, 1 to 256 (default: unset, so "
+                             "the proxy derives it from the backends)")
+    parser.add_argument("--pkcs11-calls", choices=("event-loop", "threads"),
+                        default="event-loop",
+                        help="how the proxy calls the SoftHSMv2 token: on its event loop, as "
+                             "'hyok up --kmi pkcs11' configures it, or in its thread pool "
+                             "(default event-loop)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     args = parser.parse_args(argv)
     if not 0.5 <= args.raw_seconds <= 120:
@@ -315,12 +357,12 @@ def parse_arguments(
         proxy_argv += ["--work-dir", str(args.work_dir)]
     options = proxy_load.parse_options(proxy_argv)
     options.json = args.json
-    return options, args.backends, args.raw_seconds, args.backend_threads
+    return options, args.backends, args.raw_seconds, args.backend_threads, args.pkcs11_calls
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options, backends, raw_seconds, backend_threads = parse_arguments(argv)
-    report = run(options, backends, raw_seconds, backend_threads)
+    options, backends, raw_seconds, backend_threads, pkcs11_calls = parse_arguments(argv)
+    report = run(options, backends, raw_seconds, backend_threads, pkcs11_calls)
     print(render_text(report))
     if options.json:
         Path(options.json).write_text(json.dumps(report, indent=2) + "\n")

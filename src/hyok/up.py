@@ -7,7 +7,9 @@ The first run creates, in one data directory (``.hyok`` by default):
   and ``hyok xki --data-dir`` work on it. With ``kmi="pkcs11"`` the key is on
   a PKCS#11 token instead: the one that ``UpOptions.pkcs11`` names, or a
   SoftHSMv2 token that the first run initialises in ``softhsm/``, with
-  random PINs in ``secrets/`` (mode 0600);
+  random PINs in ``secrets/`` (mode 0600). With ``kmi="kmip"`` it is on a
+  KMIP server: the one that ``UpOptions.kmip`` names, or a PyKMIP server
+  that every run starts from ``kmip-server/`` before the proxy;
 - the KMS as ``hyok kms init`` writes it, in ``kms/`` (``kms.toml``, its own
   CA and certificate, a root key file of mode 0600 and a SQLite database),
   trusting the proxy's CA for proxy certificates;
@@ -45,7 +47,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
@@ -70,7 +72,7 @@ from hyok.kms.ram import ConsoleSignInError, LoginProfileService, RamError
 from hyok.kms.sdk_call import rpc_params
 from hyok.kms.store import KmsStore
 from hyok.xki import settings as xki_settings
-from hyok.xki.backend_init import Pkcs11Init
+from hyok.xki.backend_init import OWN_KMIP_DIRECTORY, KmipInit, Pkcs11Init
 
 __all__ = [
     "DEFAULT_KMS_PORT",
@@ -134,6 +136,9 @@ class UpOptions:
     kmi: str | None = None
     #: The PKCS#11 token of a first run with ``kmi="pkcs11"``.
     pkcs11: Pkcs11Init | None = None
+    #: The KMIP server of a first run with ``kmi="kmip"``; an ``own_server`` one
+    #: is a PyKMIP server that ``hyok up`` runs from ``kmip-server/``.
+    kmip: KmipInit | None = None
 
 
 @dataclass
@@ -229,6 +234,7 @@ def _prepare_proxy(options: UpOptions) -> tuple[xki_settings.ProxySettings, str 
             pkcs11 = Pkcs11Init(own_softhsm_token=True)
         elif options.kmi not in (None, "pkcs11") and pkcs11 is not None:
             raise UpError(f"a PKCS#11 token was given with --kmi {options.kmi}: pass --kmi pkcs11")
+        kmip = options.kmip if options.kmi == "kmip" else None
         result = initialise(
             InitOptions(
                 directory=options.data_dir,
@@ -236,6 +242,7 @@ def _prepare_proxy(options: UpOptions) -> tuple[xki_settings.ProxySettings, str 
                 admin_port=options.xki_admin_port or DEFAULT_XKI_ADMIN_PORT,
                 region=options.region or kms_settings.DEFAULT_REGION,
                 pkcs11=pkcs11,
+                kmip=kmip,
             )
         )
         return xki_settings.load_settings(config), result.key_id
@@ -260,6 +267,11 @@ def _check_same_key_manager(options: UpOptions, settings: xki_settings.ProxySett
             f"--kmi {options.kmi} differs from the {backend.type} key manager of the existing "
             f"stack in {options.data_dir}: the key manager is set on the first run, so leave "
             "out --kmi or use another --data-dir"
+        )
+    if options.kmip is not None and not options.kmip.own_server:
+        raise UpError(
+            f"the --kmip-* options apply to the first run only, and {options.data_dir} "
+            f"holds a stack already: change its KMIP server in {settings.source}"
         )
     if options.pkcs11 is not None and not options.pkcs11.own_softhsm_token:
         raise UpError(
@@ -848,9 +860,62 @@ def _run_locked(
             _stop_children(children, force=lambda: signals.forced)
 
 
+def _start_own_kmip_server(options: UpOptions, children: list[_Child]) -> UpOptions:
+    """Start the PyKMIP server of a stack whose key manager is a KMIP server of its own.
+
+    A first run with ``kmi="kmip"`` and no server named writes the server's
+    certificates and configuration in ``kmip-server/`` first, on port 5696
+    when it is free and on a free port otherwise. The server runs as the
+    first child, so it stops last, after the proxy closed its connections.
+    Returns the options with the server's port.
+    """
+    from hyok.kmi.kmip.pykmip_server import ServerFiles, prepare_server, start_server
+
+    directory = options.data_dir / OWN_KMIP_DIRECTORY
+    first_run = not (options.data_dir / "xki.toml").exists()
+    if first_run:
+        wanted = options.kmi == "kmip" and (options.kmip is None or options.kmip.own_server)
+        if not wanted:
+            return options
+        if directory.exists():
+            files = ServerFiles.existing(directory)
+        else:
+            files = prepare_server(directory, _kmip_port())
+    elif directory.is_dir():
+        files = ServerFiles.existing(directory)
+    else:
+        return options
+    log = options.data_dir / "logs" / "pykmip.log"
+    log.parent.mkdir(mode=0o700, exist_ok=True)
+    try:
+        server = start_server(files, log)
+    except HyokError as exc:
+        raise UpError(exc.message) from None
+    children.append(_Child("PyKMIP server", server.process, log))
+    if not first_run:
+        return options
+    return replace(options, kmi="kmip", kmip=KmipInit(own_server=True, port=files.port))
+
+
+def _kmip_port() -> int:
+    """Return 5696, the IANA port of KMIP, when it is free on 127.0.0.1, else a free port."""
+    from hyok.kmi.kmip.pykmip_server import DEFAULT_PORT
+
+    for port in (DEFAULT_PORT, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise UpError("no free TCP port on 127.0.0.1 for the PyKMIP server")
+
+
 def _run(
     options: UpOptions, echo: Callable[[str], None], err: IO[str], children: list[_Child]
 ) -> int:
+    options = _start_own_kmip_server(options, children)
     layout, created_key_id = _prepare(options)
     saved = _load_state(layout.state_path)
     store = open_store(layout.kms)

@@ -657,3 +657,133 @@ def test_console_password_kept_reset_or_left(tmp_path: Path) -> None:
         assert service.sign_in(account_id, Secret("Changed-by-admin-1")).account_id == account_id
     finally:
         database.dispose()
+
+
+# The KMIP key manager -----------------------------------------------------------------
+
+KMIP = ("--kmi", "kmip")
+
+
+@pytest.fixture(scope="module")
+def kmip_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    up = start_up(tmp_path_factory.mktemp("up-kmip") / "data", extra=KMIP)
+    yield up
+    close_sdk_connections(up.state["kms_endpoint"])
+    stop_up(up)
+
+
+def pykmip_pids(up: Up) -> list[int]:
+    """The PIDs of the PyKMIP server that hyok up runs and of its helper processes."""
+    config = str(up.data_dir / "kmip-server" / "server.conf")
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"hyok.kmi.kmip.pykmip_server" in arguments and config.encode() in arguments:
+            found.append(int(entry.name))
+    # The server, its multiprocessing manager and its policy monitor.
+    assert len(found) == 3, found
+    return found
+
+
+def test_kmip_stack_uses_own_pykmip_server(kmip_stack: Up) -> None:
+    from hyok.xki.settings import KmipBackendSettings
+
+    data_dir = kmip_stack.data_dir
+    settings = load_settings(data_dir / "xki.toml")
+    backend = settings.backends[settings.keystores[0].backend]
+    assert isinstance(backend, KmipBackendSettings)
+    assert backend.host == "127.0.0.1"
+    assert backend.cert_file == data_dir / "kmip-server" / "client.pem"
+    assert (data_dir / "kmip-server").stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "kmip-server" / "client-key.pem").stat().st_mode & 0o777 == 0o600
+    assert not (data_dir / "keystore.hyok").exists()
+    assert "Processing operation: Encrypt" in (data_dir / "logs" / "pykmip.log").read_text()
+
+
+def test_kmip_sdk_round_trip(kmip_stack: Up) -> None:
+    key_id = create_external_key(kmip_stack, kmip_stack.state["external_key_id"])
+    context = {"purpose": "hyok-up-kmip"}
+    plaintext = os.urandom(48)
+    blob = encrypt(kmip_stack, key_id, plaintext, context)
+    assert decrypt(kmip_stack, blob, context) == plaintext
+
+    request = kms_models.GenerateDataKeyRequest(key_id=key_id, encryption_context=context)
+    body = kms_client(kmip_stack).generate_data_key_with_options(request, runtime()).body
+    data_key = base64.b64decode(body.plaintext)
+    register_sensitive(data_key)
+    assert len(data_key) == 32
+    assert decrypt(kmip_stack, body.ciphertext_blob, context) == data_key
+
+
+def test_kmip_kmi_commands_manage_server(kmip_stack: Up) -> None:
+    data_dir = str(kmip_stack.data_dir)
+    created = run_hyok(
+        "kmi", "create-key", "--key-id", "up-kmip-key", "--data-dir", data_dir, "--output", "json"
+    )
+    assert json.loads(created.stdout)["keyStatus"] == "ENABLED"
+    key_id = create_external_key(kmip_stack, "up-kmip-key")
+    context = {"step": "before"}
+    blob = encrypt(kmip_stack, key_id, b"through the KMIP server", context)
+
+    run_hyok("kmi", "disable-key", "up-kmip-key", "--data-dir", data_dir)
+    error = client_error(lambda: decrypt(kmip_stack, blob, context))
+    assert "is not ENABLED" in error.message
+
+    run_hyok("kmi", "enable-key", "up-kmip-key", "--data-dir", data_dir)
+    assert decrypt(kmip_stack, blob, context) == b"through the KMIP server"
+
+    listed = run_hyok("kmi", "list-keys", "--data-dir", data_dir, "--output", "json")
+    statuses = {key["keyId"]: key["keyStatus"] for key in json.loads(listed.stdout)["keys"]}
+    assert statuses["up-kmip-key"] == "ENABLED"
+    assert statuses[kmip_stack.state["external_key_id"]] == "ENABLED"
+
+    run_hyok("kmi", "create-key", "--key-id", "up-kmip-gone", "--data-dir", data_dir)
+    run_hyok("kmi", "delete-key", "up-kmip-gone", "--yes", "--data-dir", data_dir)
+    listed = run_hyok("kmi", "list-keys", "--data-dir", data_dir, "--output", "json")
+    assert "up-kmip-gone" not in [key["keyId"] for key in json.loads(listed.stdout)["keys"]]
+
+
+def test_kmip_restart_keeps_keys_and_server_dies(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = start_up(data_dir, extra=KMIP)
+    try:
+        server_pids = pykmip_pids(first)
+        key_id = create_external_key(first, first.state["external_key_id"])
+        blob = encrypt(first, key_id, b"kept on the KMIP server", {})
+        run_hyok("kmi", "create-key", "--key-id", "kept-disabled", "--data-dir", str(data_dir))
+        run_hyok("kmi", "disable-key", "kept-disabled", "--data-dir", str(data_dir))
+    finally:
+        close_sdk_connections(first.state["kms_endpoint"])
+        assert stop_up(first) == 0
+    assert all(process_gone(pid) for pid in server_pids)
+
+    second = start_up(data_dir)
+    try:
+        assert decrypt(second, blob, {}) == b"kept on the KMIP server"
+        described = run_hyok(
+            "kmi", "describe-key", "kept-disabled", "--data-dir", str(data_dir), "--output", "json"
+        )
+        assert json.loads(described.stdout)["keyStatus"] == "DISABLED"
+        server_pids = pykmip_pids(second)
+        second.process.kill()
+        second.process.wait()
+        assert all(process_gone(pid) for pid in server_pids)
+    finally:
+        close_sdk_connections(second.state["kms_endpoint"])
+        stop_up(second)
+
+
+def test_kmip_options_need_kmi_kmip(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*HYOK, "up", "--data-dir", str(tmp_path / "data"), "--kmip-host", "kmip.internal"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--kmip-host: valid only with --kmi kmip" in result.stderr
+    assert not (tmp_path / "data").exists()

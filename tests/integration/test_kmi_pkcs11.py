@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hyok.common.errors import (
     ConfigError,
+    DependencyTimeoutError,
     InvalidCiphertextError,
     InvalidKeyUsageError,
     InvalidStateError,
@@ -27,7 +29,9 @@ from hyok.common.errors import (
 from hyok.common.secrets import Secret
 from hyok.kmi.base import HealthStatus, KeyState, KeyUsage
 from hyok.kmi.pkcs11 import Pkcs11KeyManager, TokenSelector
-from hyok.xki.settings import Pkcs11BackendSettings
+from hyok.kmi.pkcs11._token import _count_fork
+from hyok.xki.runtime import backend_thread_count
+from hyok.xki.settings import Pkcs11BackendSettings, ProxySettings
 from tests.integration._softhsm import (
     SOFTHSM_MODULE,
     USER_PIN,
@@ -182,9 +186,28 @@ def test_ivs_differ(manager: Pkcs11KeyManager) -> None:
     key_id = new_key_id()
     manager.create_key(key_id)
 
-    ivs = {manager.encrypt(key_id, b"same", b"").iv for _ in range(50)}
+    # The backend draws IVs in batches of 32, so 100 encryptions span four draws.
+    ivs = [manager.encrypt(key_id, b"same", b"").iv for _ in range(100)]
 
-    assert len(ivs) == 50
+    assert all(len(iv) == 12 for iv in ivs)
+    assert len(set(ivs)) == 100
+
+
+def test_ivs_redrawn_after_fork(softhsm: SoftHsm) -> None:  # noqa: F811
+    backend = open_manager(MAIN)
+    member = backend._members[0]
+    pooled = member._take(time.monotonic() + 1.0)
+    try:
+        pooled.next_iv()
+        inherited = pooled.ivs[12:24]
+        _count_fork()  # what os.register_at_fork runs in a child
+        after_fork = pooled.next_iv()
+
+        assert after_fork != inherited
+        assert pooled.iv_offset == 12
+    finally:
+        member._give_back(pooled)
+        backend.close()
 
 
 def test_matches_independent_aes_gcm(manager: Pkcs11KeyManager, softhsm: SoftHsm) -> None:  # noqa: F811
@@ -459,6 +482,64 @@ def test_capabilities(manager: Pkcs11KeyManager) -> None:
     assert capabilities.decrypt_iv_lengths == {12, 16}
     assert capabilities.usages == {KeyUsage.ENCRYPT, KeyUsage.DECRYPT}
     assert capabilities.extra["iv_source"] == f"pkcs11:{MAIN}: token RNG"
+
+
+def test_event_loop_calls_not_blocking(softhsm: SoftHsm) -> None:  # noqa: F811
+    backend = open_manager(MAIN, event_loop_calls=True)
+    try:
+        key_id = new_key_id()
+        backend.create_key(key_id)
+        result = backend.encrypt(key_id, b"on the loop", b"")
+
+        assert backend.capabilities.blocking is False
+        assert backend.decrypt(key_id, result.iv, result.ciphertext, result.tag, b"") == (
+            b"on the loop"
+        )
+    finally:
+        backend.close()
+
+
+def test_session_leases_bounded(softhsm: SoftHsm) -> None:  # noqa: F811
+    backend = open_manager(MAIN, max_sessions=2)
+    member = backend._members[0]
+    try:
+        first = member._take(time.monotonic() + 1.0)
+        second = member._take(time.monotonic() + 1.0)
+
+        with pytest.raises(DependencyTimeoutError, match="all 2 sessions"):
+            member._take(time.monotonic() + 0.05)
+        member._give_back(first)
+        third = member._take(time.monotonic() + 0.05)
+
+        assert third is first
+        member._give_back(second)
+        member._give_back(third, broken=True)
+        assert member._leased == 0
+        assert member._idle == [second]
+    finally:
+        backend.close()
+
+
+def test_backend_thread_count_follows_backends() -> None:
+    def settings(threads: int | None = None, **backends: dict[str, object]) -> ProxySettings:
+        return ProxySettings.model_validate({
+            "server": {"cert_file": "c.pem", "key_file": "k.pem", "backend_threads": threads},
+            "secrets": {"env": "SECRETS"},
+            "backends": backends,
+            "keystores": [{"name": "a", "backend": next(iter(backends)),
+                           "credentials_file": "a.sealed"}],
+        })
+
+    pkcs11 = {"type": "pkcs11", "module": str(SOFTHSM_MODULE), "pin": {"env": "HSM_PIN"},
+              "tokens": [{"label": "a"}, {"label": "b"}]}
+    file = {"type": "file", "path": "k.hyok", "passphrase": {"env": "PASSPHRASE"}}
+    parallel = {**pkcs11, "parallel_calls": True, "max_sessions": 4}
+
+    assert backend_thread_count(settings(hsm=pkcs11)) == 2
+    assert backend_thread_count(settings(hsm=pkcs11, local=file)) == 3
+    assert backend_thread_count(settings(hsm={**pkcs11, "event_loop_calls": True})) == 2
+    assert backend_thread_count(settings(hsm=parallel)) == 8
+    assert backend_thread_count(settings(5, hsm=pkcs11)) == 5
 
 
 def test_settings_need_one_token_selector() -> None:

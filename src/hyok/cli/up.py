@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from hyok.cli._common import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from hyok.cli.xki import KMI_CHOICES, pkcs11_init, pkcs11_options
+from hyok.cli.xki import KMI_CHOICES, kmip_init, kmip_options, pkcs11_init, pkcs11_options
 from hyok.up import (
     DEFAULT_KMS_PORT,
     DEFAULT_XKI_ADMIN_PORT,
@@ -66,12 +66,15 @@ __all__ = ["up"]
     type=click.Choice(KMI_CHOICES),
     default=None,
     help=(
-        "Key manager, set on the first run only: a file keystore (the default), or a "
-        "PKCS#11 token. With pkcs11 and no --pkcs11-token-label or --pkcs11-slot, hyok "
-        "initialises a SoftHSMv2 token of its own in DIR/softhsm."
+        "Key manager, set on the first run only: a file keystore (the default), a "
+        "PKCS#11 token, or a KMIP server. With pkcs11 and no --pkcs11-token-label or "
+        "--pkcs11-slot, hyok initialises a SoftHSMv2 token of its own in DIR/softhsm. "
+        "With kmip and no --kmip-* option, hyok runs a PyKMIP server of its own from "
+        "DIR/kmip-server."
     ),
 )
 @pkcs11_options
+@kmip_options
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -87,7 +90,7 @@ def up(
     region: str | None,
     kmi: str | None,
     log_level: str,
-    **pkcs11_values: Any,
+    **backend_values: Any,
 ) -> None:
     """Run a key manager, an XKI proxy and a KMS on loopback over TLS until Ctrl-C.
 
@@ -95,7 +98,10 @@ def up(
     local CA, a key manager with one key and a SigV4 credential. The key
     manager is a file keystore, or with --kmi pkcs11 a PKCS#11 token: the one
     that the --pkcs11-* options name, or else a SoftHSMv2 token that hyok
-    initialises in DIR/softhsm, with random PINs in DIR/secrets (mode 0600). The KMS gets its
+    initialises in DIR/softhsm, with random PINs in DIR/secrets (mode 0600). With
+    --kmi kmip it is a KMIP server: the one that the --kmip-* options name, or
+    else a PyKMIP server that hyok runs from DIR/kmip-server and stops with the
+    stack. The KMS gets its
     own CA, root key and SQLite database, an account with an AccessKey, and an
     external key management instance bound to the proxy and connected. Later
     runs reuse it. The connection details for the SDK, AccessKey secret
@@ -106,7 +112,10 @@ def up(
     if data_dir is None:
         from_env = os.environ.get(DATA_DIR_ENV)
         data_dir = Path(from_env) if from_env else DEFAULT_DATA_DIR
+    kmip_values = {k: v for k, v in backend_values.items() if k.startswith("kmip_")}
+    pkcs11_values = {k: v for k, v in backend_values.items() if not k.startswith("kmip_")}
     pkcs11 = pkcs11_init(kmi or "file", own_token_allowed=True, **pkcs11_values)
+    kmip = kmip_init(kmi or "file", own_server_allowed=True, **kmip_values)
     options = UpOptions(
         data_dir=data_dir,
         kms_port=kms_port,
@@ -116,6 +125,7 @@ def up(
         log_level=log_level,
         kmi=kmi,
         pkcs11=pkcs11,
+        kmip=kmip,
     )
     status = run_up(options, click.echo)
     if status:

@@ -21,16 +21,17 @@ from hyok.cli._common import (
     resolve_config_path,
 )
 from hyok.common.secrets import read_secret
-from hyok.xki.backend_init import Pkcs11Init
+from hyok.xki.backend_init import KmipInit, Pkcs11Init
 from hyok.xki.credentials import CredentialFile
 from hyok.xki.settings import KeyStoreSettings, ProxySettings
 
-__all__ = ["pkcs11_init", "pkcs11_options", "xki"]
+__all__ = ["kmip_init", "kmip_options", "pkcs11_init", "pkcs11_options", "xki"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 #: The key managers that ``--kmi`` selects.
-KMI_CHOICES = ("file", "pkcs11")
+KMI_CHOICES = ("file", "pkcs11", "kmip")
+_ENVIRONMENT_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 
 
 def pkcs11_options(function: _F) -> _F:
@@ -101,6 +102,88 @@ def pkcs11_init(kmi: str, *, own_token_allowed: bool, **values: Any) -> Pkcs11In
     )
 
 
+def kmip_options(function: _F) -> _F:
+    """Add the options that name a KMIP server and the client certificate for it."""
+    file_type = click.Path(path_type=Path, dir_okay=False)
+    options = [
+        click.option("--kmip-host", default=None, metavar="HOST",
+                     help="DNS name or IP address of the KMIP server."),
+        click.option("--kmip-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+                     help="TCP port of the KMIP server. Default: 5696."),
+        click.option("--kmip-server-name", default=None, metavar="NAME",
+                     help="Name the server certificate must carry, when it differs from "
+                          "--kmip-host."),
+        click.option("--kmip-ca-file", type=file_type, default=None,
+                     help="PEM file with the CA certificates of the KMIP server."),
+        click.option("--kmip-cert-file", type=file_type, default=None,
+                     help="PEM client certificate that the KMIP server authenticates the "
+                          "proxy by."),
+        click.option("--kmip-key-file", type=file_type, default=None,
+                     help="PEM private key of the client certificate (keep it mode 0600)."),
+        click.option("--kmip-key-password-env", default=None, metavar="NAME",
+                     help="Environment variable that holds the password of an encrypted "
+                          "client key."),
+        click.option("--kmip-key-password-file", type=file_type, default=None,
+                     help="File with the password of an encrypted client key."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def kmip_init(kmi: str, *, own_server_allowed: bool, **values: Any) -> KmipInit | None:
+    """Build the KMIP part of the init options from the ``--kmip-*`` values.
+
+    Returns None for another ``--kmi``, which takes no ``--kmip-*`` option.
+    With ``own_server_allowed`` and no server named, the result requests a
+    PyKMIP server of its own.
+    """
+    given = {name: value for name, value in values.items() if value is not None}
+    if kmi != "kmip":
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in sorted(given))
+            raise click.UsageError(f"{names}: valid only with --kmi kmip")
+        return None
+    if own_server_allowed and not given:
+        return KmipInit(own_server=True)
+    if values.get("kmip_host") is None:
+        raise click.UsageError(
+            "--kmi kmip needs --kmip-host"
+            + ("" if not own_server_allowed else
+               "; leave out every --kmip-* option to run a PyKMIP server of its own")
+        )
+    missing = [f"--kmip-{name}" for name in ("ca-file", "cert-file", "key-file")
+               if values.get("kmip_" + name.replace("-", "_")) is None]
+    if missing:
+        raise click.UsageError(f"--kmi kmip needs {', '.join(missing)}")
+    password_env = values.get("kmip_key_password_env")
+    if password_env is not None and not re.fullmatch(_ENVIRONMENT_NAME, password_env):
+        raise click.BadParameter(f"{password_env!r} is not an environment variable name",
+                                 param_hint="--kmip-key-password-env")
+
+    def absolute(name: str) -> Path | None:
+        path = values.get(name)
+        return path.absolute() if path is not None else None
+
+    return KmipInit(
+        host=values["kmip_host"],
+        port=values.get("kmip_port") or 5696,
+        server_name=values.get("kmip_server_name"),
+        ca_file=absolute("kmip_ca_file"),
+        cert_file=absolute("kmip_cert_file"),
+        key_file=absolute("kmip_key_file"),
+        key_password_env=password_env,
+        key_password_file=absolute("kmip_key_password_file"),
+    )
+
+
+def _split_values(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split the backend options of a command into the ``--pkcs11-*`` and ``--kmip-*`` ones."""
+    kmip = {name: value for name, value in values.items() if name.startswith("kmip_")}
+    pkcs11 = {name: value for name, value in values.items() if not name.startswith("kmip_")}
+    return pkcs11, kmip
+
+
 @click.group()
 def xki() -> None:
     """Run and configure the XKI proxy: the XKS proxy API v1 in front of your key manager."""
@@ -123,19 +206,21 @@ def xki() -> None:
 @click.option("--hostname", "hostnames", multiple=True,
               help="Extra DNS name or IP address for the server certificate (repeatable).")
 @click.option("--kmi", type=click.Choice(KMI_CHOICES), default="file", show_default=True,
-              help="Key manager: a new file keystore, or an existing PKCS#11 token named by "
-                   "the --pkcs11-* options.")
+              help="Key manager: a new file keystore, an existing PKCS#11 token named by "
+                   "the --pkcs11-* options, or a KMIP server named by the --kmip-* options.")
 @pkcs11_options
+@kmip_options
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def init(directory: Path, host: str, port: int, admin_port: int, region: str, path_prefix: str,
          key_id: str | None, hostnames: tuple[str, ...], kmi: str, output: str,
-         **pkcs11_values: Any) -> None:
+         **backend_values: Any) -> None:
     """Write a working configuration: CA and server certificate, a key manager with one key,
     a SigV4 credential, and the proxy configuration file a KMS needs.
 
     With --kmi pkcs11 the token must exist and its PIN must be readable now,
     because init logs in, runs the token's start-up checks and creates the
-    first key there.
+    first key there. With --kmi kmip the KMIP server must be reachable now,
+    for the same reason.
     """
     from hyok.common.ids import validate_key_id
     from hyok.xki.bootstrap import InitOptions, initialise
@@ -148,10 +233,12 @@ def init(directory: Path, host: str, port: int, admin_port: int, region: str, pa
     except pydantic.ValidationError as exc:
         reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise click.BadParameter(reason, param_hint="--path-prefix") from None
+    pkcs11_values, kmip_values = _split_values(backend_values)
     pkcs11 = pkcs11_init(kmi, own_token_allowed=False, **pkcs11_values)
+    kmip = kmip_init(kmi, own_server_allowed=False, **kmip_values)
     result = initialise(InitOptions(
         directory=directory, host=host, port=port, admin_port=admin_port, region=region,
-        path_prefix=path_prefix, key_id=key_id, hostnames=hostnames, pkcs11=pkcs11,
+        path_prefix=path_prefix, key_id=key_id, hostnames=hostnames, pkcs11=pkcs11, kmip=kmip,
     ))
     document = json.loads(result.proxy_configuration_path.read_text())
     if output == "json":

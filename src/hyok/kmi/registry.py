@@ -8,7 +8,12 @@ from collections.abc import Mapping
 
 from hyok.common.secrets import read_secret
 from hyok.kmi.base import KeyManager
-from hyok.xki.settings import BackendSettings, FileBackendSettings, Pkcs11BackendSettings
+from hyok.xki.settings import (
+    BackendSettings,
+    FileBackendSettings,
+    KmipBackendSettings,
+    Pkcs11BackendSettings,
+)
 
 __all__ = ["open_backend"]
 
@@ -31,6 +36,10 @@ def open_backend(name: str, settings: BackendSettings) -> KeyManager:
 
         _set_module_environment(name, settings.environment)
         return Pkcs11KeyManager.from_settings(settings, name)
+    if isinstance(settings, KmipBackendSettings):
+        from hyok.kmi.kmip import KmipKeyManager
+
+        return KmipKeyManager.from_settings(settings, name)
     raise NotImplementedError(f"backend type {settings.type!r} of backend {name!r}")
 
 

@@ -1,8 +1,9 @@
 """The key-manager part of ``hyok xki init``: the ``[backends]`` table and the first key.
 
 ``hyok xki init`` writes a file keystore by default. With
-:class:`Pkcs11Init` it configures a PKCS#11 token instead, checks that the
-token works by opening it as the proxy will, and creates the first key there.
+:class:`Pkcs11Init` it configures a PKCS#11 token instead, and with
+:class:`KmipInit` a KMIP server; it checks that the token or server works by
+opening it as the proxy will, and creates the first key there.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from hyok.kmi.pkcs11.softhsm import (
 
 __all__ = [
     "FILE_BACKEND_NAME",
+    "KMIP_BACKEND_NAME",
+    "OWN_KMIP_DIRECTORY",
     "OWN_SOFTHSM_LABEL",
     "PKCS11_BACKEND_NAME",
+    "KmipInit",
     "Pkcs11Init",
     "backend_table",
     "create_first_key",
@@ -33,6 +37,10 @@ __all__ = [
 
 FILE_BACKEND_NAME: Final = "local"
 PKCS11_BACKEND_NAME: Final = "hsm"
+KMIP_BACKEND_NAME: Final = "kmip"
+#: The directory, relative to the configuration, of the PyKMIP server that
+#: ``hyok up --kmi kmip`` runs when no KMIP server is named.
+OWN_KMIP_DIRECTORY: Final = "kmip-server"
 #: The label of the token that ``own_softhsm_token`` creates.
 OWN_SOFTHSM_LABEL: Final = "hyok"
 # Paths of an own SoftHSMv2 token, relative to the configuration directory.
@@ -76,12 +84,86 @@ class Pkcs11Init:
             )
 
 
+@dataclass(frozen=True)
+class KmipInit:
+    """A KMIP server for the proxy, named by address, CA and client certificate.
+
+    With ``own_server``, the backend uses the PyKMIP server whose files
+    :func:`hyok.kmi.kmip.pykmip_server.prepare_server` wrote in
+    ``kmip-server/`` of the configuration directory, on ``port``; the server
+    must be running while init creates the first key.
+    """
+
+    host: str | None = None
+    port: int = 5696
+    server_name: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password_env: str | None = None
+    key_password_file: Path | None = None
+    own_server: bool = False
+
+    def check(self) -> None:
+        """Raise ConfigError naming the option that is missing."""
+        if self.own_server:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("host", self.host),
+                ("CA file", self.ca_file),
+                ("client certificate file", self.cert_file),
+                ("client key file", self.key_file),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ConfigError(f"the KMIP server needs its {', '.join(missing)}")
+
+    def table(self) -> str:
+        """Return the ``[backends.kmip]`` table for xki.toml."""
+        self.check()
+        lines = [f"[backends.{KMIP_BACKEND_NAME}]", 'type = "kmip"']
+        if self.own_server:
+            lines += [
+                "# The PyKMIP server that 'hyok up' runs; its files are in kmip-server/.",
+                'host = "127.0.0.1"',
+                f"port = {self.port}",
+                f'ca_file = "{OWN_KMIP_DIRECTORY}/ca.pem"',
+                f'cert_file = "{OWN_KMIP_DIRECTORY}/client.pem"',
+                f'key_file = "{OWN_KMIP_DIRECTORY}/client-key.pem"',
+            ]
+            return "\n".join(lines) + "\n"
+        assert self.host is not None
+        lines += [f"host = {_toml_string(self.host)}", f"port = {self.port}"]
+        if self.server_name is not None:
+            lines.append(f"server_name = {_toml_string(self.server_name)}")
+        for name, path in (("ca_file", self.ca_file), ("cert_file", self.cert_file),
+                           ("key_file", self.key_file)):
+            lines.append(f"{name} = {_toml_string(str(path))}")
+        sources = []
+        if self.key_password_env is not None:
+            sources.append(f"env = {_toml_string(self.key_password_env)}")
+        if self.key_password_file is not None:
+            sources.append(f"file = {_toml_string(str(self.key_password_file))}")
+        if sources:
+            lines.append(f"key_password = {{ {', '.join(sources)} }}")
+        return "\n".join(lines) + "\n"
+
+
 def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
-def backend_table(pkcs11: Pkcs11Init | None, kdf_cost: int) -> tuple[str, str]:
+def backend_table(
+    pkcs11: Pkcs11Init | None, kdf_cost: int, kmip: KmipInit | None = None
+) -> tuple[str, str]:
     """Return the backend's name and its ``[backends.NAME]`` table for xki.toml."""
+    if kmip is not None:
+        if pkcs11 is not None:
+            raise ConfigError("choose one key manager: a PKCS#11 token or a KMIP server")
+        return KMIP_BACKEND_NAME, kmip.table()
     if pkcs11 is None:
         return FILE_BACKEND_NAME, f"""\
 [backends.{FILE_BACKEND_NAME}]
@@ -100,6 +182,9 @@ kdf_cost = {kdf_cost}
         lines += [
             f"pin = {{ file = {_toml_string(_OWN_PIN_FILE)} }}",
             f"tokens = [{{ label = {_toml_string(OWN_SOFTHSM_LABEL)} }}]",
+            "# SoftHSMv2 runs in the proxy's process and answers in well under a millisecond,",
+            "# so the proxy calls it on its event loop rather than through its thread pool.",
+            "event_loop_calls = true",
             "# SoftHSMv2 reads the location of its tokens from this file. The SO PIN,",
             f"# needed only to reset the user PIN, is in {_OWN_SO_PIN_FILE}.",
         ]

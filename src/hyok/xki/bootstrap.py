@@ -17,7 +17,13 @@ from hyok.common.fileio import atomic_write
 from hyok.common.sealed import Sealer
 from hyok.common.secrets import Secret
 from hyok.common.tls import create_ca, issue_server_certificate
-from hyok.xki.backend_init import Pkcs11Init, backend_table, create_first_key, prepare_own_token
+from hyok.xki.backend_init import (
+    KmipInit,
+    Pkcs11Init,
+    backend_table,
+    create_first_key,
+    prepare_own_token,
+)
 from hyok.xki.credentials import CredentialFile, StoredCredential, generate_credential
 from hyok.xki.credentials import proxy_configuration as configuration_document
 
@@ -40,6 +46,8 @@ class InitOptions:
     kdf_cost: int = 17
     # A PKCS#11 token instead of the file keystore.
     pkcs11: Pkcs11Init | None = None
+    # A KMIP server instead of the file keystore.
+    kmip: KmipInit | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ def _toml_string(value: str) -> str:
 
 
 def _config_text(options: InitOptions, backend_extra: str) -> str:
-    backend_name, backend = backend_table(options.pkcs11, options.kdf_cost)
+    backend_name, backend = backend_table(options.pkcs11, options.kdf_cost, options.kmip)
     return f"""\
 # hyok XKI proxy configuration, written by 'hyok xki init'.
 # Relative paths are resolved against this file's directory.

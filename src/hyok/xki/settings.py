@@ -21,6 +21,7 @@ __all__ = [
     "BackendSettings",
     "FileBackendSettings",
     "KeyStoreSettings",
+    "KmipBackendSettings",
     "Pkcs11BackendSettings",
     "Pkcs11TokenSettings",
     "ProxySettings",
@@ -70,7 +71,9 @@ class ServerSettings(_Model):
     request_deadline_ms: int = Field(200, ge=1, le=60_000)
     # Bound of one request body; the largest valid XKS request is about 25 KB.
     max_body_bytes: int = Field(65_536, ge=16_384, le=1_048_576)
-    backend_threads: int = Field(16, ge=1, le=256)
+    # Threads for blocking backend calls; unset means a count derived from the
+    # backends (see hyok.xki.runtime.backend_thread_count).
+    backend_threads: int | None = Field(None, ge=1, le=256)
     # How long a deep health check result is reused; XKS allows at most 60 s.
     health_cache_seconds: float = Field(10.0, ge=0.0, le=60.0)
     # The xksProxyFleetSize reported by health: how many proxy nodes serve this endpoint.
@@ -154,6 +157,11 @@ class Pkcs11BackendSettings(_Model):
     # Call the module from several threads at once. Only for modules that are
     # thread-safe even when initialised without locking (not SoftHSMv2).
     parallel_calls: bool = False
+    # Call the module on the proxy's event loop instead of in its thread pool.
+    # Only for a module in the proxy's process that answers in well under a
+    # millisecond, such as SoftHSMv2: while a call runs, the worker serves no
+    # other request, and the request deadline cannot interrupt the call.
+    event_loop_calls: bool = False
     # Environment variables that the module reads its own configuration from,
     # such as SOFTHSM2_CONF. They are set in the proxy's process before the
     # module loads, and they replace inherited values of the same names.
@@ -176,8 +184,38 @@ class Pkcs11BackendSettings(_Model):
         return value
 
 
+class KmipBackendSettings(_Model):
+    """A KMIP backend: one KMIP 1.4 or 2.x server, reached over TLS with a client certificate."""
+
+    type: Literal["kmip"]
+    host: str = Field(min_length=1, max_length=253)
+    # 5696 is the IANA port of KMIP over TLS.
+    port: int = Field(5696, ge=1, le=65535)
+    # The DNS name or IP address the server certificate must carry; default: host.
+    server_name: str | None = Field(None, min_length=1, max_length=253)
+    # The CA certificates that the server certificate must chain to.
+    ca_file: Path
+    # The client certificate and its private key, which authenticate the proxy.
+    cert_file: Path
+    key_file: Path
+    # The password of an encrypted client key.
+    key_password: SecretSource | None = None
+    # TLS connections to the server; each carries one request at a time.
+    max_connections: int = Field(8, ge=1, le=256)
+    connect_timeout_ms: int = Field(2_000, ge=1, le=60_000)
+    # Time in which an encrypt or decrypt is retried on a new connection after
+    # a broken one, below the proxy's request_deadline_ms.
+    retry_deadline_ms: int = Field(180, ge=1, le=60_000)
+    # Time for creating, listing, enabling, disabling and deleting keys.
+    manage_deadline_ms: int = Field(10_000, ge=100, le=600_000)
+    # Seconds a key's ENABLED/DISABLED state is reused before it is read from
+    # the server again; a change made by another proxy shows after this time.
+    state_cache_seconds: float = Field(1.0, ge=0.0, le=60.0)
+
+
 BackendSettings = Annotated[
-    FileBackendSettings | Pkcs11BackendSettings, Field(discriminator="type")
+    FileBackendSettings | Pkcs11BackendSettings | KmipBackendSettings,
+    Field(discriminator="type"),
 ]
 
 

@@ -80,9 +80,14 @@ class Pkcs11KeyManager(KeyManager):
         options: MemberOptions | None = None,
         retry_deadline_seconds: float = 0.18,
         member_retry_seconds: float = 5.0,
+        event_loop_calls: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Load the module, find and probe every token; raise ConfigError naming what is wrong."""
+        """Load the module, find and probe every token; raise ConfigError naming what is wrong.
+
+        ``event_loop_calls`` reports the backend as not blocking, so that the
+        proxy calls it on its event loop instead of in its thread pool.
+        """
         if not 1 <= len(tokens) <= _MAX_MEMBERS:
             raise ConfigError(
                 f"a PKCS#11 backend needs 1 to {_MAX_MEMBERS} tokens; {len(tokens)} are configured"
@@ -107,7 +112,7 @@ class Pkcs11KeyManager(KeyManager):
             decrypt_iv_lengths=_DECRYPT_IV_LENGTHS,
             can_disable=True,
             can_delete=True,
-            blocking=True,
+            blocking=not event_loop_calls,
             extra={
                 "module": self._module.description,
                 "members": ", ".join(ids),
@@ -138,6 +143,7 @@ class Pkcs11KeyManager(KeyManager):
             options=options,
             retry_deadline_seconds=settings.retry_deadline_ms / 1000.0,
             member_retry_seconds=settings.member_retry_seconds,
+            event_loop_calls=settings.event_loop_calls,
         )
 
     def __repr__(self) -> str:
@@ -231,6 +237,8 @@ class Pkcs11KeyManager(KeyManager):
 
     def _ordered_members(self) -> list[TokenMember]:
         """Members not marked failed first, in configured order, then the failed ones."""
+        if len(self._members) == 1:
+            return self._members
         now = self._clock()
         working = [m for m in self._members if m.failed_until <= now]
         failed = [m for m in self._members if m.failed_until > now]
