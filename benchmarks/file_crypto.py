@@ -20,6 +20,7 @@ process whose time and peak RSS ``os.wait4`` reports:
 
 Child processes keep the measurements comparable: every row pays its own
 interpreter start, and ``ru_maxrss`` of one child is that child's alone.
+Each row starts after ``sync``, with no unwritten data of an earlier row.
 Throughput is the input size divided by the wall time. The "streaming" rows
 subtract the empty-file run, so they show the frame loop without the fixed
 start-up cost. Everything runs on 127.0.0.1 and is deleted at the end.
@@ -68,7 +69,13 @@ class Row:
 
 
 def run_child(name: str, command: Sequence[str], size: int, **options: Any) -> Row:
-    """Run ``command`` to completion; measure its wall time, CPU time and peak RSS."""
+    """Run ``command`` to completion; measure its wall time, CPU time and peak RSS.
+
+    The page cache's dirty data are written out first, so that no row waits
+    for the writes of the row before it: the kernel slows a writer down once
+    too much unwritten data has piled up.
+    """
+    os.sync()
     started = time.perf_counter()
     process = subprocess.Popen(command, **options)
     _, status, usage = os.wait4(process.pid, 0)

@@ -122,6 +122,29 @@ def test_round_trip_sizes(files: Files, size: int) -> None:
     assert sorted(p.name for p in files.directory.iterdir() if p.name.startswith(".")) == []
 
 
+def test_fsync_round_trip(files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(descriptor: int) -> None:
+        synced.append(descriptor)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    data = os.urandom(3 * FRAME)
+    sealed = files.sealed(data, "plain.bin")
+    assert synced == []
+
+    sealed_synced = files.directory / "synced.hyok"
+    files.encrypt(files.directory / "plain.bin", sealed_synced, "--fsync")
+    assert len(synced) == 1
+    out = files.directory / "plain.out"
+    result = files.decrypt(sealed, out, "--fsync")
+    assert result.exit_code == 0, result.output
+    assert len(synced) == 2
+    assert out.read_bytes() == data
+
+
 def test_ciphertext_names_key_and_context(files: Files) -> None:
     sealed = files.sealed(b"x" * 1000, "plain.bin", "--context", "team=ledger")
     with sealed.open("rb") as stream:
