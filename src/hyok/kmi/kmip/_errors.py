@@ -91,7 +91,7 @@ def request_error(  # noqa: PLR0911 - one return per Result Reason reads best
     if reason in ("OPERATION_NOT_SUPPORTED", "FEATURE_NOT_SUPPORTED"):
         return ServerUnavailableError(
             f"KMIP server {server} does not support {exc.operation} ({reason}); the KMIP "
-            "backend needs a KMIP 1.4 or 2.x server with AES-GCM"
+            "backend needs a server that accepts KMIP 1.4 messages and performs AES-GCM"
         )
     return ServerUnavailableError(
         f"KMIP server {server} responded to {exc.operation} with {reason}"

@@ -4,7 +4,10 @@ PyKMIP's clients leave out the KMIP 1.4 Encrypt and Decrypt fields
 Authenticated Encryption Additional Data and Authenticated Encryption Tag,
 and do not return the tag, so this module builds the payloads itself and
 :mod:`._connection` sends them. Every message is one batch item of protocol
-version 1.4, which every KMIP 1.4 and 2.x server accepts.
+version 1.4, so the server must accept that version.
+
+NOTE: tested only against PyKMIP; a 2.x server that refuses 1.4 messages is
+not supported.
 """
 
 from __future__ import annotations
