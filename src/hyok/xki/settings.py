@@ -185,7 +185,7 @@ class Pkcs11BackendSettings(_Model):
 
 
 class KmipBackendSettings(_Model):
-    """A KMIP backend: one server that accepts KMIP 1.4, reached over TLS with a client certificate."""
+    """A KMIP backend: one server that accepts KMIP 1.4, over TLS with a client certificate."""
 
     type: Literal["kmip"]
     host: str = Field(min_length=1, max_length=253)
