@@ -18,10 +18,10 @@ from hyok.common.errors import (
     InvalidStateError,
     KeyAlreadyExistsError,
     KeyNotFoundError,
-    ValidationError,
 )
-from hyok.common.ids import generate_key_id, is_valid_key_id, validate_key_id
+from hyok.common.ids import generate_key_id, is_valid_key_id
 from hyok.common.secrets import Secret, read_secret
+from hyok.kmi._inputs import CRYPTO_USAGES, check_data, checked_key_id, checked_usages
 from hyok.kmi.base import (
     Capabilities,
     EncryptResult,
@@ -58,13 +58,9 @@ __all__ = ["KmipKeyManager"]
 
 logger = logging.getLogger(__name__)
 
-_USAGES: Final = frozenset({KeyUsage.ENCRYPT, KeyUsage.DECRYPT})
 _IV_BYTES: Final = 12
 _TAG_BYTES: Final = 16
 _DECRYPT_IV_LENGTHS: Final = frozenset({12, 16})
-# Bound of plaintext, ciphertext and AAD; XKS requests carry at most 4,300
-# bytes of plaintext and 8,192 bytes of AAD.
-_MAX_DATA_BYTES: Final = 65_536
 # Retries of one request after a broken connection; the deadline may end them earlier.
 _MAX_RETRIES: Final = 2
 # Bound of the objects one Locate returns, for list_keys and duplicate checks.
@@ -149,7 +145,7 @@ class KmipKeyManager(KeyManager):
 
         self._probe()
         self._capabilities = Capabilities(
-            usages=_USAGES,
+            usages=CRYPTO_USAGES,
             decrypt_iv_lengths=_DECRYPT_IV_LENGTHS,
             can_disable=True,
             can_delete=True,
@@ -221,8 +217,8 @@ class KmipKeyManager(KeyManager):
     def create_key(
         self, key_id: str | None = None, usages: Iterable[KeyUsage] | None = None
     ) -> KeyInfo:
-        key_id = generate_key_id() if key_id is None else _checked_id(key_id)
-        usage_set = _checked_usages(usages)
+        key_id = generate_key_id() if key_id is None else checked_key_id(key_id)
+        usage_set = checked_usages(usages, "KMIP keys")
         deadline = self._deadline(manage=True)
         try:
             if self._locate(key_id, kmip.symmetric_key_type(), deadline):
@@ -242,7 +238,7 @@ class KmipKeyManager(KeyManager):
         return key_info(key_id, attributes, marked=False)
 
     def describe_key(self, key_id: str) -> KeyInfo:
-        key_id = _checked_id(key_id)
+        key_id = checked_key_id(key_id)
         deadline = self._deadline(manage=True)
         try:
             key = self._refresh(key_id, deadline)
@@ -274,7 +270,7 @@ class KmipKeyManager(KeyManager):
         return [infos[key_id] for key_id in sorted(infos)]
 
     def enable_key(self, key_id: str) -> KeyInfo:
-        key_id = _checked_id(key_id)
+        key_id = checked_key_id(key_id)
         deadline = self._deadline(manage=True)
         self._forget(key_id)
         try:
@@ -297,7 +293,7 @@ class KmipKeyManager(KeyManager):
         return key_info(key_id, key.attributes, marked=False)
 
     def disable_key(self, key_id: str) -> KeyInfo:
-        key_id = _checked_id(key_id)
+        key_id = checked_key_id(key_id)
         deadline = self._deadline(manage=True)
         self._forget(key_id)
         try:
@@ -312,7 +308,7 @@ class KmipKeyManager(KeyManager):
         return key_info(key_id, key.attributes, marked=True)
 
     def delete_key(self, key_id: str) -> None:
-        key_id = _checked_id(key_id)
+        key_id = checked_key_id(key_id)
         deadline = self._deadline(manage=True)
         self._forget(key_id)
         try:
@@ -328,9 +324,9 @@ class KmipKeyManager(KeyManager):
         logger.info("deleted key %s from KMIP server %s", key_id, self._address.describe())
 
     def encrypt(self, key_id: str, plaintext: bytes, aad: bytes) -> EncryptResult:
-        key_id = _checked_id(key_id)
-        _check_data("plaintext", plaintext)
-        _check_data("AAD", aad)
+        key_id = checked_key_id(key_id)
+        check_data("plaintext", plaintext)
+        check_data("AAD", aad)
 
         def encrypt_with(key: _Key, deadline: float) -> EncryptResult:
             # NOTE: the proxy draws the IV from the operating system's RNG, so that
@@ -351,9 +347,9 @@ class KmipKeyManager(KeyManager):
         return result
 
     def decrypt(self, key_id: str, iv: bytes, ciphertext: bytes, tag: bytes, aad: bytes) -> bytes:
-        key_id = _checked_id(key_id)
-        _check_data("ciphertext", ciphertext)
-        _check_data("AAD", aad)
+        key_id = checked_key_id(key_id)
+        check_data("ciphertext", ciphertext)
+        check_data("AAD", aad)
         if len(iv) not in _DECRYPT_IV_LENGTHS or len(tag) != _TAG_BYTES:
             raise decrypt_failed()
 
@@ -645,39 +641,6 @@ class KmipKeyManager(KeyManager):
             if self._attributes(uid, deadline).state == "ACTIVE":
                 self._health_key = uid
                 return uid
-        uid = self._create_active_key(HEALTH_KEY_NAME, _USAGES, deadline)
+        uid = self._create_active_key(HEALTH_KEY_NAME, CRYPTO_USAGES, deadline)
         self._health_key = uid
         return uid
-
-
-# -- input checks ---------------------------------------------------------------------
-
-
-def _checked_id(key_id: str) -> str:
-    if not isinstance(key_id, str):
-        raise ValidationError("the key ID must be a string")
-    return validate_key_id(key_id)
-
-
-def _checked_usages(usages: Iterable[KeyUsage] | None) -> frozenset[KeyUsage]:
-    if usages is None:
-        return _USAGES
-    # A KeyUsage is a str, and iterating it would yield its letters.
-    items = [usages] if isinstance(usages, str) else list(usages)
-    if not items:
-        raise ValidationError("no key usage given: choose ENCRYPT, DECRYPT or both")
-    unsupported = [str(item)[:20] for item in items if item not in _USAGES]
-    if unsupported:
-        raise ValidationError(
-            f"unsupported key usage {unsupported[0]!r}: KMIP keys allow ENCRYPT and DECRYPT"
-        )
-    return frozenset(KeyUsage(item) for item in items)
-
-
-def _check_data(what: str, value: bytes) -> None:
-    if not isinstance(value, bytes):
-        raise ValidationError(f"the {what} must be bytes")
-    if len(value) > _MAX_DATA_BYTES:
-        raise ValidationError(
-            f"the {what} has {len(value)} bytes, more than the maximum {_MAX_DATA_BYTES}"
-        )

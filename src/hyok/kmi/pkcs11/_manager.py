@@ -12,10 +12,10 @@ from hyok.common.errors import (
     ConfigError,
     HyokError,
     KeyNotFoundError,
-    ValidationError,
 )
-from hyok.common.ids import generate_key_id, validate_key_id
+from hyok.common.ids import generate_key_id
 from hyok.common.secrets import read_secret
+from hyok.kmi._inputs import CRYPTO_USAGES, check_data, checked_key_id, checked_usages
 from hyok.kmi.base import (
     Capabilities,
     EncryptResult,
@@ -38,12 +38,8 @@ __all__ = ["Pkcs11KeyManager"]
 
 logger = logging.getLogger(__name__)
 
-_USAGES: Final = frozenset({KeyUsage.ENCRYPT, KeyUsage.DECRYPT})
 _DECRYPT_IV_LENGTHS: Final = frozenset({12, 16})
 _TAG_BYTES: Final = 16
-# Bound of plaintext, ciphertext and AAD; XKS requests carry at most 4,300
-# bytes of plaintext and 8,192 bytes of AAD.
-_MAX_DATA_BYTES: Final = 65_536
 # XKS health reports one to ten members.
 _MAX_MEMBERS: Final = 10
 # Time one member's health check may take, recoveries included.
@@ -108,7 +104,7 @@ class Pkcs11KeyManager(KeyManager):
 
         self.vendor = self._module.lib.manufacturer_id.strip() or "PKCS#11"
         self._capabilities = Capabilities(
-            usages=_USAGES,
+            usages=CRYPTO_USAGES,
             decrypt_iv_lengths=_DECRYPT_IV_LENGTHS,
             can_disable=True,
             can_delete=True,
@@ -162,40 +158,40 @@ class Pkcs11KeyManager(KeyManager):
     def create_key(
         self, key_id: str | None = None, usages: Iterable[KeyUsage] | None = None
     ) -> KeyInfo:
-        key_id = generate_key_id() if key_id is None else _checked_id(key_id)
-        usage_set = _checked_usages(usages)
+        key_id = generate_key_id() if key_id is None else checked_key_id(key_id)
+        usage_set = checked_usages(usages, "PKCS#11 keys")
         info = self._on_first_member(lambda m, d: m.create_key(key_id, usage_set, d))
         logger.info("created key %s on PKCS#11 backend %s", key_id, self._module.path)
         return info
 
     def describe_key(self, key_id: str) -> KeyInfo:
-        key_id = _checked_id(key_id)
+        key_id = checked_key_id(key_id)
         return self._on_first_member(lambda m, d: m.describe_key(key_id, d))
 
     def list_keys(self) -> list[KeyInfo]:
         return self._on_first_member(lambda m, d: m.list_keys(d))
 
     def enable_key(self, key_id: str) -> KeyInfo:
-        return self._set_state(_checked_id(key_id), KeyState.ENABLED)
+        return self._set_state(checked_key_id(key_id), KeyState.ENABLED)
 
     def disable_key(self, key_id: str) -> KeyInfo:
-        return self._set_state(_checked_id(key_id), KeyState.DISABLED)
+        return self._set_state(checked_key_id(key_id), KeyState.DISABLED)
 
     def delete_key(self, key_id: str) -> None:
-        key_id = _checked_id(key_id)
+        key_id = checked_key_id(key_id)
         self._on_every_member(key_id, lambda m, d: m.delete_key(key_id, d))
         logger.info("deleted key %s from PKCS#11 backend %s", key_id, self._module.path)
 
     def encrypt(self, key_id: str, plaintext: bytes, aad: bytes) -> EncryptResult:
-        key_id = _checked_id(key_id)
-        _check_data("plaintext", plaintext)
-        _check_data("AAD", aad)
+        key_id = checked_key_id(key_id)
+        check_data("plaintext", plaintext)
+        check_data("AAD", aad)
         return self._on_first_member(lambda m, d: m.encrypt(key_id, plaintext, aad, d))
 
     def decrypt(self, key_id: str, iv: bytes, ciphertext: bytes, tag: bytes, aad: bytes) -> bytes:
-        key_id = _checked_id(key_id)
-        _check_data("ciphertext", ciphertext)
-        _check_data("AAD", aad)
+        key_id = checked_key_id(key_id)
+        check_data("ciphertext", ciphertext)
+        check_data("AAD", aad)
         if len(iv) not in _DECRYPT_IV_LENGTHS or len(tag) != _TAG_BYTES:
             raise decrypt_failed()
         return self._on_first_member(lambda m, d: m.decrypt(key_id, iv, ciphertext, tag, aad, d))
@@ -307,38 +303,6 @@ class Pkcs11KeyManager(KeyManager):
         logger.info("set key %s on PKCS#11 backend %s to %s", key_id, self._module.path, state)
         return info
 
-
-# -- input checks ---------------------------------------------------------------------
-
-
-def _checked_id(key_id: str) -> str:
-    if not isinstance(key_id, str):
-        raise ValidationError("the key ID must be a string")
-    return validate_key_id(key_id)
-
-
-def _checked_usages(usages: Iterable[KeyUsage] | None) -> frozenset[KeyUsage]:
-    if usages is None:
-        return _USAGES
-    # A KeyUsage is a str, and iterating it would yield its letters.
-    items = [usages] if isinstance(usages, str) else list(usages)
-    if not items:
-        raise ValidationError("no key usage given: choose ENCRYPT, DECRYPT or both")
-    unsupported = [str(item)[:20] for item in items if item not in _USAGES]
-    if unsupported:
-        raise ValidationError(
-            f"unsupported key usage {unsupported[0]!r}: PKCS#11 keys allow ENCRYPT and DECRYPT"
-        )
-    return frozenset(KeyUsage(item) for item in items)
-
-
-def _check_data(what: str, value: bytes) -> None:
-    if not isinstance(value, bytes):
-        raise ValidationError(f"the {what} must be bytes")
-    if len(value) > _MAX_DATA_BYTES:
-        raise ValidationError(
-            f"the {what} has {len(value)} bytes, more than the maximum {_MAX_DATA_BYTES}"
-        )
 
 
 def _describe_source(source: SecretSource) -> str:
