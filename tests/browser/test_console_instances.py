@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hyok.kms.domain import InstanceStatus
+from hyok.kms.domain.models import InstanceErrorReason
 from tests.browser.conftest import ConsoleStack, screenshot, sign_in
 from tests.integration._kms import ACCOUNT_ID, OTHER_ACCOUNT_ID
 
@@ -44,6 +45,10 @@ def test_instance_list_and_details(page: Any, console_stack: ConsoleStack) -> No
     # The secret access key is never sent to the browser.
     assert secret not in page.content()
     assert "0 of 10 foreign accounts used" in facts
+    assert "about 5 minutes" in page.locator("#quota-release").inner_text()
+    breadcrumb = page.locator(".breadcrumb").inner_text()
+    assert breadcrumb.startswith("Instances")
+    assert breadcrumb.endswith(console_stack.instance_id)
     screenshot(page, "instance-details-en")
 
 
@@ -57,8 +62,11 @@ def test_connect_and_disconnect(page: Any, console_stack: ConsoleStack) -> None:
         dialog.accept()
 
     page.on("dialog", accept)
+    # Only the action that applies to the state is offered.
+    assert page.get_by_role("button", name="Disconnect", exact=True).count() == 0
     page.get_by_role("button", name="Connect", exact=True).click()
     page.wait_for_load_state()
+    assert page.get_by_role("button", name="Connect", exact=True).count() == 0
 
     assert dialogs and "Connect the instance?" in dialogs[0]
     assert _state(page) == "Connected"
@@ -71,6 +79,25 @@ def test_connect_and_disconnect(page: Any, console_stack: ConsoleStack) -> None:
 
     assert "Disconnect the instance?" in dialogs[1]
     assert _state(page) == "Disconnected"
+    notice = page.get_by_role("status")
+    assert "operations on its keys fail" in notice.inner_text()
+    assert "alert-warning" in (notice.get_attribute("class") or "")
+    assert page.get_by_role("button", name="Disconnect", exact=True).count() == 0
+    screenshot(page, "instance-disconnected-en")
+
+    # An instance in error may be connected again or disconnected.
+    with console_stack.store.session() as session:
+        session.instances.update_status(
+            console_stack.instance_id,
+            InstanceStatus.ERROR,
+            error_reason=InstanceErrorReason.PROXY_UNREACHABLE,
+            error_detail="test",
+        )
+    console_stack.services.keys.forget_instance(console_stack.instance_id)
+    page.reload()
+    assert page.get_by_role("button", name="Connect", exact=True).count() == 1
+    assert page.get_by_role("button", name="Disconnect", exact=True).count() == 1
+    console_stack.set_instance_status(InstanceStatus.DISCONNECTED)
 
     events = [
         json.loads(line)

@@ -170,7 +170,7 @@ def test_create_form_live_checks(page: Any, stack: ConsoleStack) -> None:
     page.get_by_text("Advanced settings").click()
     page.get_by_label("Custom policy: administrators, users and cross-account users").check()
     page.get_by_label("Cross-account user ARNs").fill("acs:ram::12:user/bob")
-    assert "is not a RAM user or role ARN" in _error(page, "cross_account_users")
+    assert "Not a RAM user or role ARN" in _error(page, "cross_account_users")
     page.get_by_label("Cross-account user ARNs").fill(f"acs:ram::{ACCOUNT_ID}:user/bob")
     assert "belongs to this account" in _error(page, "cross_account_users")
 
@@ -187,23 +187,31 @@ def test_server_errors_without_javascript(browser: Any, stack: ConsoleStack) -> 
     page = context.new_page()
     try:
         _open_create(page, stack)
-        page.get_by_label("External key ID").fill(stack.data.key_id)
+        page.get_by_label("External key ID").fill("no-such-external-key")
         page.get_by_label("Tag key 1").fill("acs:owner")
-        _create_button(page).click()
-        page.wait_for_load_state()
-        assert "reserved" in _error(page, "tags")
-        assert "InvalidParameter.TagKey" in page.get_by_role("alert").first.inner_text()
-
-        page.get_by_label("Tag key 1").fill("owner")
         page.get_by_label("Key alias (optional)").fill("bad alias!")
         page.get_by_text("Advanced settings").click()
         page.get_by_label("Custom policy: administrators, users and cross-account users").check()
-        page.get_by_label("Cross-account user ARNs").fill("not-an-arn")
+        page.get_by_label("Cross-account user ARNs").fill("acs:ram::123:bogus")
         _create_button(page).click()
         page.wait_for_load_state()
-        assert "after 'alias/'" in _error(page, "alias")
-        assert "not a principal" in _error(page, "cross_account_users")
+        # Every field error shows in one round, before any key is created.
+        alias = _error(page, "alias")
+        assert alias.startswith("Use letters, digits")
+        assert "at most 255 characters" in alias
+        assert _error(page, "tag-1") == "Tag keys must not start with aliyun or acs:."
+        arn = _error(page, "cross_account_users")
+        assert arn.startswith("Not a RAM user or role ARN: acs:ram::123:bogus.")
+        assert "12 to 16 digits" in arn
+        assert "cross_account_users" not in page.locator("main").inner_text()
+        assert "not found by the XKI proxy" in _error(page, "external_key_id")
+        assert "Correct the fields marked below." in page.get_by_role("alert").first.inner_text()
+        screenshot(page, "keys-create-errors-no-js-en")
 
+        page.get_by_label("External key ID").fill(stack.data.key_id)
+        page.get_by_label("Tag key 1").fill("owner")
+        page.get_by_label("Key alias (optional)").fill("")
+        page.get_by_label("Cross-account user ARNs").fill("")
         # Without the script, Add tag gets one more row from the server.
         page.get_by_role("button", name="Add tag").click()
         page.wait_for_load_state()
@@ -363,6 +371,10 @@ def test_edit_policy_with_roles_and_json(page: Any, stack: ConsoleStack) -> None
     page.get_by_role("button", name="Save policy document").click()
     page.wait_for_load_state()
     assert "not valid JSON" in _error(page, "policy_json")
+    # The top banner says so too, and the invalid field has the focus.
+    assert "Correct the fields marked below." in page.locator("#field-errors-alert").inner_text()
+    assert page.evaluate("document.activeElement.id") == "f-policy_json"
+    screenshot(page, "keys-policy-json-error-en")
 
     document.fill(json.dumps({"Version": "1", "Statement": [{"Effect": "Allow"}]}))
     page.get_by_role("button", name="Save policy document").click()
@@ -408,10 +420,102 @@ def test_keys_pages_in_chinese(page: Any, stack: ConsoleStack) -> None:
     main = page.locator("main").inner_text()
     assert "外部密钥状态" in main
     assert "删除保护" in main
+    outcome = page.locator("#audit-table .outcome").first
+    assert outcome.inner_text() == "成功"
+    assert outcome.get_attribute("title") == "success"
     screenshot(page, "keys-detail-zh_CN")
+
+    _encrypt(stack, key_id)
+    page.reload()
+    page.get_by_role("button", name="禁用", exact=True).click()
+    page.wait_for_load_state()
+    warning = page.get_by_role("alert").inner_text()
+    assert "此密钥正在使用中。最近" in warning
+    assert "。 " not in warning
+    page.get_by_role("link", name="取消").click()
 
     page.goto(f"{stack.console_url}/keys/new")
     page.get_by_label("标签键 1").fill("aliyun-x")
     assert "aliyun" in page.locator("#f-tag-1-error").inner_text()
     assert "标签键" in page.locator("#f-tag-1-error").inner_text()
     screenshot(page, "keys-create-zh_CN")
+
+
+# --- Audit events, layout, icon -----------------------------------------------------
+
+
+def test_audit_events_survive_page_views(page: Any, stack: ConsoleStack) -> None:
+    key_id = _sdk_key(stack)
+    encrypted = _encrypt(stack, key_id)
+    call(stack.sdk(), "Decrypt", {"CiphertextBlob": encrypted["CiphertextBlob"]})
+    sign_in(page, stack)
+    page.goto(f"{stack.console_url}/keys/{key_id}")
+    page.get_by_role("button", name="Disable", exact=True).click()
+    page.get_by_role("button", name="Disable key").click()
+    page.wait_for_load_state()
+    page.get_by_role("button", name="Enable", exact=True).click()
+    page.wait_for_load_state()
+    page.locator("#roles-users").get_by_role("checkbox", name=USER_NAME).check()
+    page.get_by_role("button", name="Save roles").click()
+    page.wait_for_load_state()
+    # Each view writes five read events; twelve views write more than the 50 the page lists.
+    for _ in range(12):
+        page.reload()
+    actions = page.locator("#audit-table tbody td:nth-child(2)").all_inner_texts()
+    for action in ("CreateKey", "Encrypt", "Decrypt", "DisableKey", "EnableKey", "SetKeyPolicy"):
+        assert action in actions
+    assert "DescribeKey" not in actions
+    # The wide table scrolls inside the page; the page itself does not scroll sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    screenshot(page, "keys-audit-en")
+
+    page.get_by_role("link", name="Show reads").click()
+    page.wait_for_load_state()
+    assert "reads=1" in page.url
+    with_reads = page.locator("#audit-table tbody td:nth-child(2)").all_inner_texts()
+    assert "DescribeKey" in with_reads
+    assert len(with_reads) == 50
+    page.get_by_role("link", name="Hide reads").click()
+    page.wait_for_load_state()
+    assert "DescribeKey" not in page.locator("#audit-table").inner_text()
+    # The reads stay in the trail.
+    trail = stack.audit_path.read_text(encoding="utf-8")
+    assert trail.count('"action":"DescribeKey"') + trail.count('"action": "DescribeKey"') >= 12
+
+
+def test_layout_of_lists_and_sign_in(page: Any, stack: ConsoleStack) -> None:
+    page.goto(f"{stack.console_url}/sign-in")
+    card = page.locator("section.sign-in").bounding_box()
+    centre = card["x"] + card["width"] / 2
+    assert abs(centre - 1280 / 2) < 2
+
+    _sdk_key(stack)
+    sign_in(page, stack)
+    page.goto(f"{stack.console_url}/keys")
+    search = page.get_by_label("Key ID or alias").bounding_box()
+    state = page.get_by_label("Key state").bounding_box()
+    assert abs(search["height"] - state["height"]) < 1
+    assert abs(search["y"] - state["y"]) < 1
+    for selector in ("#keys-table th .id", "#keys-table .state"):
+        white_space = page.locator(selector).first.evaluate(
+            "element => getComputedStyle(element).whiteSpace"
+        )
+        assert white_space == "nowrap"
+    page.set_viewport_size({"width": 700, "height": 900})
+    key_link = page.locator("#keys-table th .id").first
+    line_height = key_link.evaluate("e => parseFloat(getComputedStyle(e).lineHeight)")
+    assert key_link.bounding_box()["height"] < line_height * 1.5
+
+
+def test_favicon_is_our_own(page: Any, stack: ConsoleStack) -> None:
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text))
+    page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
+    sign_in(page, stack)
+    page.goto(f"{stack.console_url}/keys")
+    icon = page.locator('link[rel="icon"]').get_attribute("href")
+    assert icon == "/console/static/favicon.svg"
+    response = page.request.get(f"{stack.console_url}/favicon.ico")
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    assert errors == []

@@ -41,6 +41,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -121,11 +123,17 @@ def _routes() -> Sequence[BaseRoute]:
     static = StaticFiles(packages=[("hyok.console", "static")])
     return [
         Mount(f"{BASE_PATH}/static", app=static, name="static"),
+        Route(f"{BASE_PATH}/favicon.ico", _favicon, methods=["GET"]),
         *auth.routes(),
         *keys.routes(),
         *instances.routes(),
         Route(BASE_PATH + "/{path:path}", auth.not_found, methods=["GET", "POST"]),
     ]
+
+
+async def _favicon(request: Request) -> Response:
+    """Send browsers that ask for favicon.ico by habit to the console's own SVG icon."""
+    return RedirectResponse(f"{BASE_PATH}/static/favicon.svg", status_code=301)
 
 
 def build_console(

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from hyok.console.web import BASE_PATH, N_, ActionError, ActionFailedError, View, page
+from hyok.kms.domain.share_quota import RELEASE_DELAY
 
 __all__ = ["routes"]
 
@@ -48,6 +49,8 @@ _NOTICES: Final = {
     "unshared": N_("The instance is no longer shared with the account."),
     "quota-saved": N_("The access management quota was saved."),
 }
+# Notices that report a loss of service, shown in the warning style.
+_WARNING_NOTICES: Final = frozenset({"disconnected"})
 # Form fields of the proxy form, by the API parameter whose errors they show.
 _PROXY_FIELDS: Final = {
     "Connectivity": "connectivity",
@@ -67,6 +70,7 @@ class _Page:
     """What the details page shows besides the instance: forms, errors and a notice."""
 
     notice: str | None = None
+    notice_level: str = "success"
     error: ActionError | None = None
     status: int = 200
     proxy_form: dict[str, str] = field(default_factory=dict)
@@ -144,8 +148,15 @@ async def create_instance(view: View) -> Response:
 
 @page()
 async def instance_detail(view: View) -> Response:
-    notice = _NOTICES.get(view.request.query_params.get("notice", ""))
-    return await _details(view, _Page(notice=view.gettext(notice) if notice else None))
+    key = view.request.query_params.get("notice", "")
+    notice = _NOTICES.get(key)
+    return await _details(
+        view,
+        _Page(
+            notice=view.gettext(notice) if notice else None,
+            notice_level="warning" if key in _WARNING_NOTICES else "success",
+        ),
+    )
 
 
 async def _details(view: View, shown: _Page) -> Response:
@@ -203,6 +214,7 @@ async def _details(view: View, shown: _Page) -> Response:
         shares_error=shares_error,
         quota=quota,
         quota_error=quota_error,
+        release_minutes=int(RELEASE_DELAY.total_seconds() // 60),
         page=shown,
         form=form,
         status_labels=STATUS_LABELS,

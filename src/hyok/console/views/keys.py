@@ -28,10 +28,14 @@ from hyok.console.views.keys_support import (
     ROLE_FIELDS,
     STATE_LABELS,
     RoleForm,
+    alias_problem,
     build_policy,
     input_rules,
     ram_user_arns,
     role_form_from_submission,
+    role_problems,
+    rule_messages,
+    tag_problems,
 )
 from hyok.console.web import BASE_PATH, ActionError, ActionFailedError, View, page
 from hyok.kms.domain.aliases import ALIAS_PREFIX
@@ -263,16 +267,31 @@ def _alias_name(value: str) -> str:
     return value if value.startswith(ALIAS_PREFIX) else ALIAS_PREFIX + value
 
 
-def _check_alias(alias: str) -> str | None:
-    """Check the alias with the domain's rule before the key exists; None when it is valid."""
-    from hyok.common.errors import ValidationError
-    from hyok.kms.domain.aliases import check_alias_name
+async def _dry_run(view: View, form: _CreateForm) -> tuple[ActionError | None, dict[str, str]]:
+    """Check the instance and external key with a CreateKey dry run, for the same error round.
 
+    Returns the error to show in the banner (one without a field) and the field errors.
+    """
     try:
-        check_alias_name(_alias_name(alias))
-    except ValidationError as exc:
-        return exc.message
-    return None
+        await view.call_with(
+            "CreateKey",
+            {
+                "DKMSInstanceId": form.instance,
+                "ExternalKeyId": form.external_key_id,
+                "KeySpec": form.key_spec,
+                "KeyUsage": form.key_usage,
+                "Description": form.description or None,
+                "DryRun": "true",
+            },
+            fields=_CREATE_FIELDS,
+        )
+    except ActionFailedError as exc:
+        if exc.error.code == _DRY_RUN_CODE:
+            return None, {}
+        if exc.error.fields:
+            return None, dict(exc.error.fields)
+        return exc.error, {}
+    return None, {}
 
 
 @page()
@@ -290,17 +309,24 @@ async def create_key(view: View) -> Response:
         ]
         return await _render_create(view, form, None, {})
 
+    # Every field is checked before CreateKey, so that all errors show at once.
+    messages = rule_messages(view)
     errors: dict[str, str] = {}
-    if form.alias:
-        problem = _check_alias(form.alias)
-        if problem:
-            errors["alias"] = problem
+    problem = alias_problem(messages, form.alias)
+    if problem:
+        errors["alias"] = problem
+    errors.update(tag_problems(messages, form.tags))
     policy: str | None = None
     if form.policy_mode == "custom":
-        policy, role_errors = build_policy(view.principal.account_id, form.roles)
-        errors.update(role_errors)
+        errors.update(role_problems(messages, view.principal.account_id, form.roles))
+        if not any(name in errors for name in ROLE_FIELDS):
+            policy, role_errors = build_policy(view.principal.account_id, form.roles)
+            errors.update(role_errors)
     if errors:
-        return await _render_create(view, form, None, errors, status=400)
+        error, external_errors = await _dry_run(view, form)
+        return await _render_create(
+            view, form, error, {**external_errors, **errors}, status=400
+        )
 
     tags = [{"TagKey": key, "TagValue": value} for key, value in form.tags if key or value]
     try:

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from hyok.console.views.keys_support import (
     EXTERNAL_STATE_LABELS,
+    OUTCOME_LABELS,
     ROLE_FIELDS,
     STATE_LABELS,
     RoleForm,
@@ -126,7 +127,12 @@ async def render_details(
     policy_result = await optional("GetKeyPolicy")
     policy_text = (policy_result or {}).get("Policy", "")
     associations = await optional("ListKeyAssociations")
-    events = await view.run(key_audit_events, view.console.audit_path, [key_id, *aliases])
+    show_reads = view.request.query_params.get("reads") == "1"
+    events = await view.run(
+        lambda: key_audit_events(
+            view.console.audit_path, [key_id, *aliases], include_reads=show_reads
+        )
+    )
 
     users = await ram_user_arns(view)
     shown = dict(forms or {})
@@ -146,6 +152,7 @@ async def render_details(
         users=users,
         associations=associations,
         events=events,
+        show_reads=show_reads,
         errors=errors,
         notice=notice,
         error=error,
@@ -154,6 +161,7 @@ async def render_details(
         rules=input_rules(view, key["Creator"]),
         state_labels=STATE_LABELS,
         external_state_labels=EXTERNAL_STATE_LABELS,
+        outcome_labels=OUTCOME_LABELS,
         default_pending_days=DEFAULT_PENDING_DAYS,
         audit_available=view.console.audit_path is not None,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -28,18 +28,27 @@ from hyok.kms.domain.policy_errors import PolicyDocumentError, PolicyKind
 from hyok.kms.store.repositories import MAX_TAGS_PER_KEY
 
 __all__ = [
+    "OUTCOME_LABELS",
     "ROLE_FIELDS",
     "RoleForm",
+    "alias_problem",
     "input_rules",
+    "is_console_read",
     "key_audit_events",
     "role_form_from_policy",
     "role_form_from_submission",
+    "role_problems",
+    "rule_messages",
+    "tag_problems",
 ]
 
 MAX_AUDIT_EVENTS: Final = 50
 # The trail is read backwards from its end. Events older than this many bytes are not shown.
 _MAX_AUDIT_BYTES: Final = 8 * 1024 * 1024
 _AUDIT_BLOCK: Final = 64 * 1024
+# The access key ID that the audit events of console calls carry (see KmsApp.call_as).
+CONSOLE_ACCESS_KEY_ID: Final = "console"
+_READ_ACTION_PREFIXES: Final = ("Describe", "Get", "List")
 MAX_ARNS_PER_ROLE: Final = 50
 _MAX_ARN_TEXT: Final = MAX_ARNS_PER_ROLE * 200
 
@@ -52,6 +61,12 @@ STATE_LABELS: Final = {
     "Disabled": N_("Disabled"),
     "PendingDeletion": N_("Pending deletion"),
     "PendingImport": N_("Pending import"),
+}
+OUTCOME_LABELS: Final = {
+    "success": N_("Succeeded"),
+    "failed": N_("Failed"),
+    "denied": N_("Denied"),
+    "unauthenticated": N_("Not authenticated"),
 }
 EXTERNAL_STATE_LABELS: Final = {
     "ENABLED": N_("Enabled"),
@@ -87,38 +102,115 @@ def input_rules(view: View, account_id: str) -> str:
             "pattern": _js_pattern(policy_principals._PRINCIPAL.pattern),
             "account": account_id,
         },
-        "messages": {
-            "tagKeyEmpty": view.gettext("Enter a tag key."),
-            "tagTooLong": view.gettext(
-                "Use at most %(max)s characters.", max=api_params.MAX_TAG_LENGTH
-            ),
-            "tagCharacters": view.gettext(
-                "Use only letters, digits, space and / \\ _ - . + = : @."
-            ),
-            "tagReserved": view.gettext("Tag keys must not start with aliyun or acs:."),
-            "tagDuplicate": view.gettext("Each tag key may appear once."),
-            "tagLimit": view.gettext("A key has at most %(max)s tags.", max=MAX_TAGS_PER_KEY),
-            "aliasInvalid": view.gettext(
-                "Use letters, digits, _, - and / after alias/, at most %(max)s characters in all.",
-                max=alias_rules.MAX_ALIAS_NAME_LENGTH,
-            ),
-            "aliasReserved": view.gettext("Aliases starting with alias/acs are reserved."),
-            "arnInvalid": view.gettext(
-                "%(arn)s is not a RAM user or role ARN: write acs:ram::account ID:user/name "
-                "or acs:ram::account ID:role/name.",
-                arn="{arn}",
-            ),
-            "arnOwnAccount": view.gettext(
-                "%(arn)s belongs to this account: choose it under Administrators or Users.",
-                arn="{arn}",
-            ),
-            "checking": view.gettext("Checking the external key with the XKI proxy…"),
-            "checkFailed": view.gettext(
-                "The external key could not be checked: %(reason)s", reason="{reason}"
-            ),
-        },
+        "messages": rule_messages(view),
     }
     return json.dumps(rules, ensure_ascii=False)
+
+
+def rule_messages(view: View) -> dict[str, str]:
+    """Return the messages of the input rules, in the page's language.
+
+    The keys script shows them as the user types, and the server shows the
+    same ones when the script is off (see :func:`check_create_inputs`).
+    """
+    return {
+        "tagKeyEmpty": view.gettext(
+            "Enter a tag key of 1 to %(max)s characters.", max=api_params.MAX_TAG_LENGTH
+        ),
+        "tagTooLong": view.gettext(
+            "Use at most %(max)s characters.", max=api_params.MAX_TAG_LENGTH
+        ),
+        "tagCharacters": view.gettext(
+            "Use only letters, digits, spaces and / \\ _ - . + = : @, at most %(max)s characters.",
+            max=api_params.MAX_TAG_LENGTH,
+        ),
+        "tagReserved": view.gettext("Tag keys must not start with aliyun or acs:."),
+        "tagDuplicate": view.gettext("Each tag key may appear once."),
+        "tagLimit": view.gettext("A key has at most %(max)s tags.", max=MAX_TAGS_PER_KEY),
+        "aliasInvalid": view.gettext(
+            "Use letters, digits, _, - and / after alias/, at most %(max)s characters in all.",
+            max=alias_rules.MAX_ALIAS_NAME_LENGTH,
+        ),
+        "aliasReserved": view.gettext("Aliases starting with alias/acs are reserved."),
+        "arnInvalid": view.gettext(
+            "Not a RAM user or role ARN: %(arn)s. Write acs:ram::account ID:user/name or "
+            "acs:ram::account ID:role/name, with an account ID of 12 to 16 digits and a name "
+            "of 1 to 64 characters.",
+            arn="{arn}",
+        ),
+        "arnOwnAccount": view.gettext(
+            "The ARN %(arn)s belongs to this account: choose it under Administrators or Users.",
+            arn="{arn}",
+        ),
+        "checking": view.gettext("Checking the external key with the XKI proxy…"),
+        "checkFailed": view.gettext(
+            "The external key could not be checked: %(reason)s", reason="{reason}"
+        ),
+    }
+
+
+def _tag_problem(messages: dict[str, str], text: str, *, is_key: bool) -> str:
+    if is_key and not text:
+        return messages["tagKeyEmpty"]
+    if len(text) > api_params.MAX_TAG_LENGTH:
+        return messages["tagTooLong"]
+    if not api_params._TAG_TEXT.fullmatch(text):
+        return messages["tagCharacters"]
+    if is_key and text.lower().startswith(api_params._RESERVED_TAG_PREFIXES):
+        return messages["tagReserved"]
+    return ""
+
+
+def alias_problem(messages: dict[str, str], value: str) -> str:
+    """Return why the alias (with or without alias/) is invalid, or an empty string."""
+    if not value:
+        return ""
+    prefix = alias_rules.ALIAS_PREFIX
+    full = value if value.startswith(prefix) else prefix + value
+    rest = full[len(prefix) :]
+    too_long = len(full) > alias_rules.MAX_ALIAS_NAME_LENGTH
+    if too_long or not alias_rules._NAME_AFTER_PREFIX.fullmatch(rest):
+        return messages["aliasInvalid"]
+    if full[: len(alias_rules.RESERVED_ALIAS_PREFIX)].lower() == alias_rules.RESERVED_ALIAS_PREFIX:
+        return messages["aliasReserved"]
+    return ""
+
+
+def tag_problems(messages: dict[str, str], tags: list[tuple[str, str]]) -> dict[str, str]:
+    """Check the tag rows as the script does; errors by field ``tag-<row from 1>`` and ``tags``."""
+    errors: dict[str, str] = {}
+    seen: set[str] = set()
+    filled = 0
+    for row, (key, value) in enumerate(tags, start=1):
+        if not key and not value:
+            continue
+        filled += 1
+        problem = _tag_problem(messages, key, is_key=True) or _tag_problem(
+            messages, value, is_key=False
+        )
+        if not problem and key in seen:
+            problem = messages["tagDuplicate"]
+        seen.add(key)
+        if problem:
+            errors[f"tag-{row}"] = problem
+    if filled > MAX_TAGS_PER_KEY:
+        errors["tags"] = messages["tagLimit"]
+    return errors
+
+
+def role_problems(messages: dict[str, str], account_id: str, form: RoleForm) -> dict[str, str]:
+    """Check the typed ARNs of each role list; the first problem of a list, by its field."""
+    errors: dict[str, str] = {}
+    for name in ROLE_FIELDS:
+        for arn in [*form.chosen[name], *_lines(form.other[name])]:
+            match = policy_principals._PRINCIPAL.fullmatch(arn)
+            if match is None or not (match["user"] or match["role"]):
+                errors[name] = messages["arnInvalid"].replace("{arn}", arn)
+                break
+            if name == "cross_account_users" and match["account"] == account_id:
+                errors[name] = messages["arnOwnAccount"].replace("{arn}", arn)
+                break
+    return errors
 
 
 # --- The role lists of a custom policy ------------------------------------------------
@@ -184,7 +276,12 @@ def build_policy(owner_account: str, form: RoleForm) -> tuple[str | None, dict[s
         return build_role_policy(owner_account, form.roles()), {}
     except PolicyDocumentError as exc:
         match = _ROLE_PATH.match(exc.path or "")
-        return None, {match.group(1) if match else "administrators": exc.message}
+        message = exc.message
+        if exc.path and message.startswith(exc.path + ": "):
+            # The path (such as cross_account_users[0]) names the list, not a form field.
+            message = message[len(exc.path) + 2 :]
+        name = match.group(1) if match else "administrators"
+        return None, {name: message[:1].upper() + message[1:]}
 
 
 async def ram_user_arns(view: View) -> list[tuple[str, str]]:
@@ -234,15 +331,31 @@ def _request_id() -> str:
 # --- The key's audit events -----------------------------------------------------------
 
 
-def key_audit_events(path: Path | None, names: Iterable[str]) -> list[dict[str, Any]]:
+def is_console_read(event: dict[str, Any]) -> bool:
+    """Whether the event is a read-only action that a console page ran (such as DescribeKey).
+
+    Each view of the key's page runs five of them; they stay in the trail,
+    and the page hides them by default so that they do not push out the real events.
+    """
+    action = str(event.get("action", ""))
+    return event.get("access_key_id") == CONSOLE_ACCESS_KEY_ID and action.startswith(
+        _READ_ACTION_PREFIXES
+    )
+
+
+def key_audit_events(
+    path: Path | None, names: Iterable[str], *, include_reads: bool = False
+) -> list[dict[str, Any]]:
     """Return the newest audit events (at most 50) that name the key, newest first.
 
     ``names`` are the key ID and its alias names, as a call may name either.
+    Without ``include_reads``, read-only actions run through the console are left out.
     Reads the trail backwards from its end, at most 8 MiB (blocking).
     """
     if path is None:
         return []
     wanted = set(names)
+    keep = None if include_reads else (lambda event: not is_console_read(event))
     found: list[dict[str, Any]] = []
     try:
         with path.open("rb") as stream:
@@ -259,15 +372,20 @@ def key_audit_events(path: Path | None, names: Iterable[str]) -> list[dict[str, 
                 for line in reversed(lines):
                     if len(found) >= MAX_AUDIT_EVENTS:
                         break
-                    _collect(line, wanted, found)
+                    _collect(line, wanted, found, keep)
             if floor == 0 and len(found) < MAX_AUDIT_EVENTS:
-                _collect(pending, wanted, found)
+                _collect(pending, wanted, found, keep)
     except FileNotFoundError:
         return []
     return found
 
 
-def _collect(line: bytes, wanted: set[str], found: list[dict[str, Any]]) -> None:
+def _collect(
+    line: bytes,
+    wanted: set[str],
+    found: list[dict[str, Any]],
+    keep: Callable[[dict[str, Any]], bool] | None,
+) -> None:
     if not line.strip():
         return
     try:
@@ -277,5 +395,9 @@ def _collect(line: bytes, wanted: set[str], found: list[dict[str, Any]]) -> None
     if not isinstance(event, dict):
         return
     key_ids = event.get("key_ids")
-    if isinstance(key_ids, list) and wanted.intersection(str(item) for item in key_ids):
+    if (
+        isinstance(key_ids, list)
+        and wanted.intersection(str(item) for item in key_ids)
+        and (keep is None or keep(event))
+    ):
         found.append(event)

@@ -303,6 +303,8 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
         )
     version = KeyVersion(key_id=key_id, key_version_id=version_id, created_at=now)
     await services.run(insert_key_within_quota, services.store, key, version, tags, policy, now)
+    # Named only once stored, so the audit event of the key's creation lists it.
+    ctx.resources.append(key_id)
     return {"KeyMetadata": describe_key_metadata(key)}
 
 
