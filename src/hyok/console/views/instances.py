@@ -240,6 +240,27 @@ def _failed(error: ActionError, **values: Any) -> _Page:
     return _Page(error=error, status=error.http_status, field_errors=dict(error.fields), **values)
 
 
+async def _run(
+    view: View,
+    notice: str,
+    action: str,
+    parameters: dict[str, str | None],
+    *,
+    fields: dict[str, str] | None = None,
+    **values: Any,
+) -> Response:
+    """Run one action on the instance in the path, then go back to its page, or show the error.
+
+    ``values`` are the form values to show again with the error.
+    """
+    instance_id = view.request.path_params["instance_id"]
+    try:
+        await view.call_with(action, {"KmsInstanceId": instance_id, **parameters}, fields=fields)
+    except ActionFailedError as exc:
+        return await _details(view, _failed(exc.error, **values))
+    return _back(view, notice)
+
+
 # --- The XKI proxy configuration ----------------------------------------------------------
 
 
@@ -252,7 +273,6 @@ async def update_proxy(view: View) -> Response:
     texts["secret"] = await view.form_text("secret", strip=False)
     connectivity = texts["connectivity"]
     parameters: dict[str, str | None] = {
-        "KmsInstanceId": instance_id,
         "Connectivity": connectivity,
         "XkiProxyUriEndpoint": texts["endpoint"],
         "XkiProxyUriPath": texts["uri_path"],
@@ -284,11 +304,14 @@ async def update_proxy(view: View) -> Response:
         for name in _FILE_PARAMETERS:
             fields[name] = "configuration_file"
 
-    try:
-        await view.call_with("UpdateXkiProxyConfiguration", parameters, fields=fields)
-    except ActionFailedError as exc:
-        return await _details(view, _failed(exc.error, proxy_form=kept))
-    return _back(view, "proxy-saved")
+    return await _run(
+        view,
+        "proxy-saved",
+        "UpdateXkiProxyConfiguration",
+        parameters,
+        fields=fields,
+        proxy_form=kept,
+    )
 
 
 class _FileError(Exception):
@@ -392,11 +415,7 @@ async def _change_connection(
             action_path=view.request.url.path,
             cancel_path=f"{LIST_PATH}/{instance_id}",
         )
-    try:
-        await view.call(action, KmsInstanceId=instance_id)
-    except ActionFailedError as exc:
-        return await _details(view, _failed(exc.error))
-    return _back(view, notice)
+    return await _run(view, notice, action, {})
 
 
 # --- Sharing and the quota ----------------------------------------------------------------
@@ -404,43 +423,34 @@ async def _change_connection(
 
 @page()
 async def share(view: View) -> Response:
-    instance_id = view.request.path_params["instance_id"]
     account_id = await view.form_text("account_id")
-    try:
-        await view.call_with(
-            "ShareKmsInstance",
-            {"KmsInstanceId": instance_id, "AccountId": account_id},
-            fields={"AccountId": "share_account_id"},
-        )
-    except ActionFailedError as exc:
-        return await _details(view, _failed(exc.error, share_account_id=account_id))
-    return _back(view, "shared")
+    return await _run(
+        view,
+        "shared",
+        "ShareKmsInstance",
+        {"AccountId": account_id},
+        fields={"AccountId": "share_account_id"},
+        share_account_id=account_id,
+    )
 
 
 @page()
 async def unshare(view: View) -> Response:
-    instance_id = view.request.path_params["instance_id"]
     account_id = await view.form_text("account_id")
-    try:
-        await view.call("UnshareKmsInstance", KmsInstanceId=instance_id, AccountId=account_id)
-    except ActionFailedError as exc:
-        return await _details(view, _failed(exc.error))
-    return _back(view, "unshared")
+    return await _run(view, "unshared", "UnshareKmsInstance", {"AccountId": account_id})
 
 
 @page()
 async def update_quota(view: View) -> Response:
-    instance_id = view.request.path_params["instance_id"]
     quota = await view.form_text("share_quota")
-    try:
-        await view.call_with(
-            "UpdateKmsInstanceShareQuota",
-            {"KmsInstanceId": instance_id, "ShareQuota": quota},
-            fields={"ShareQuota": "share_quota"},
-        )
-    except ActionFailedError as exc:
-        return await _details(view, _failed(exc.error, share_quota=quota))
-    return _back(view, "quota-saved")
+    return await _run(
+        view,
+        "quota-saved",
+        "UpdateKmsInstanceShareQuota",
+        {"ShareQuota": quota},
+        fields={"ShareQuota": "share_quota"},
+        share_quota=quota,
+    )
 
 
 def _page_number(value: str | None) -> int:

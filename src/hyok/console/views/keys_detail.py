@@ -186,13 +186,19 @@ async def _run(
     *,
     fields: dict[str, str] | None = None,
     forms: dict[str, Any] | None = None,
+    pass_key_id: bool = True,
 ) -> Response:
-    """Run one action on the key in the path, then go back to its page, or show the error."""
+    """Run one action for the key in the path, then go back to its page, or show the error.
+
+    With ``pass_key_id`` the action receives the key as ``KeyId``; actions
+    that name the key otherwise (an alias, an ARN) get ``parameters`` only.
+    """
     key_id = _key_id(view)
     if key_id is None:
         return _missing(view)
+    sent = {"KeyId": key_id, **parameters} if pass_key_id else parameters
     try:
-        await view.call_with(action, {"KeyId": key_id, **parameters}, fields=fields)
+        await view.call_with(action, sent, fields=fields)
     except ActionFailedError as exc:
         return await render_details(
             view,
@@ -300,26 +306,19 @@ async def protection(view: View) -> Response:
         described = await view.call("DescribeKey", KeyId=key_id)
     except ActionFailedError as exc:
         return await render_details(view, key_id, error=exc.error, status=exc.error.http_status)
-    try:
-        await view.call_with(
-            "SetDeletionProtection",
-            {
-                "ProtectedResourceArn": described["KeyMetadata"]["Arn"],
-                "EnableDeletionProtection": "true" if turn_on else "false",
-                "DeletionProtectionDescription": (description or None) if turn_on else None,
-            },
-            fields={"DeletionProtectionDescription": "protection_description"},
-        )
-    except ActionFailedError as exc:
-        return await render_details(
-            view,
-            key_id,
-            error=exc.error,
-            field_errors=dict(exc.error.fields),
-            forms={"protection_description": description},
-            status=exc.error.http_status,
-        )
-    return _back(view, key_id, "protection-on" if turn_on else "protection-off")
+    return await _run(
+        view,
+        "protection-on" if turn_on else "protection-off",
+        "SetDeletionProtection",
+        {
+            "ProtectedResourceArn": described["KeyMetadata"]["Arn"],
+            "EnableDeletionProtection": "true" if turn_on else "false",
+            "DeletionProtectionDescription": (description or None) if turn_on else None,
+        },
+        fields={"DeletionProtectionDescription": "protection_description"},
+        forms={"protection_description": description},
+        pass_key_id=False,
+    )
 
 
 # --- Aliases and tags -----------------------------------------------------------------
@@ -341,15 +340,10 @@ async def add_alias(view: View) -> Response:
 
 @page()
 async def delete_alias(view: View) -> Response:
-    key_id = _key_id(view)
-    if key_id is None:
-        return _missing(view)
     alias = await view.form_text("alias")
-    try:
-        await view.call("DeleteAlias", AliasName=alias)
-    except ActionFailedError as exc:
-        return await render_details(view, key_id, error=exc.error, status=exc.error.http_status)
-    return _back(view, key_id, "alias-deleted")
+    return await _run(
+        view, "alias-deleted", "DeleteAlias", {"AliasName": alias}, pass_key_id=False
+    )
 
 
 @page()
