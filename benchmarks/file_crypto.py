@@ -166,7 +166,7 @@ def free_port() -> int:
 
 
 def clean_environment() -> dict[str, str]:
-    """The environment of the children, without AccessKey variables that would override the file."""
+    """Return the children's environment, without AccessKey variables that override the file."""
     environment = dict(os.environ)
     for name in list(environment):
         if name.startswith("ALIBABA_CLOUD_") or name == "HYOK_DATA_DIR":

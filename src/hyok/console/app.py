@@ -2,7 +2,7 @@
 
 Every console action runs a KMS action as the signed-in principal through
 :meth:`hyok.kms.api.app.KmsApp.call_as`, with the authorisation, parameter
-checks and audit record of a signed API request. The console holds no
+checks and audit record of a signed API request. The console contains no
 business rule of its own.
 
 How the code is laid out, and how to add a page:

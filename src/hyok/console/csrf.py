@@ -5,7 +5,7 @@ or the ``X-CSRF-Token`` header. The token is an HMAC of the session token,
 so it needs no storage, changes with every session, and cannot be computed
 without the HttpOnly session cookie. Before sign-in (the sign-in form and
 the language switch) the token is a random value that the browser also
-holds in a cookie of its own, compared with the submitted one (a double
+keeps in a cookie of its own, compared with the submitted one (a double
 submit cookie). Every comparison takes constant time.
 """
 
@@ -51,7 +51,7 @@ def new_presession_token() -> str:
 
 
 def valid_token_shape(value: str) -> bool:
-    """Whether ``value`` looks like a token of this module or a session token (URL-safe Base64)."""
+    """Return whether ``value`` has the shape of a CSRF or session token (URL-safe Base64)."""
     return 0 < len(value) <= _MAX_TOKEN_LENGTH and _TOKEN_CHARACTERS.issuperset(value)
 
 

@@ -1,7 +1,7 @@
 """Console sessions: start, resume with the idle timeout and the absolute lifetime, end.
 
-The browser holds a random token in an HttpOnly cookie, and the database
-(:mod:`hyok.kms.store.console_sessions`) holds only its SHA-256, so every
+The browser keeps a random token in an HttpOnly cookie, and the database
+(:mod:`hyok.kms.store.console_sessions`) stores only its SHA-256, so every
 KMS node on the same database sees a sign-out or an expiry at once.
 
 A session ends ``idle_timeout`` after its last request and at most
@@ -41,7 +41,7 @@ def _utc_now() -> datetime:
 
 
 class SessionState(enum.Enum):
-    """What a session cookie leads to."""
+    """The outcome of resuming a session from its cookie."""
 
     ACTIVE = "active"
     """The session is valid; its last use is now."""
@@ -121,7 +121,7 @@ class SessionManager:
         return ActiveSession(token, principal, now, expires_at)
 
     def resume(self, token: str) -> tuple[SessionState, ActiveSession | None]:
-        """Find the session of a cookie value, record its use, and say whether it is valid."""
+        """Find the session of a cookie value, record its use, and return whether it is valid."""
         if not valid_token_shape(token):
             return SessionState.ENDED, None
         token_hash = _token_hash(token)

@@ -322,7 +322,7 @@ class View:
 
 
 class ActionFailedError(Exception):
-    """A KMS action that a page ran failed; ``error`` says how, for the page to show."""
+    """A KMS action that a page ran failed; ``error`` describes the failure for the page."""
 
     def __init__(self, error: ActionError) -> None:
         super().__init__(error.code)

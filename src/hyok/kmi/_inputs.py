@@ -49,11 +49,11 @@ def checked_usages(usages: Iterable[KeyUsage] | None, kind: str) -> frozenset[Ke
     return frozenset(KeyUsage(item) for item in items)
 
 
-def check_data(what: str, value: bytes) -> None:
+def check_data(label: str, value: bytes) -> None:
     """Raise ValidationError when ``value`` is not bytes or exceeds MAX_DATA_BYTES."""
     if not isinstance(value, bytes):
-        raise ValidationError(f"the {what} must be bytes")
+        raise ValidationError(f"the {label} must be bytes")
     if len(value) > MAX_DATA_BYTES:
         raise ValidationError(
-            f"the {what} has {len(value)} bytes, more than the maximum {MAX_DATA_BYTES}"
+            f"the {label} has {len(value)} bytes, more than the maximum {MAX_DATA_BYTES}"
         )

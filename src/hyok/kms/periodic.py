@@ -2,7 +2,7 @@
 
 The health monitor, the deletion sweeper and the usage flusher each repeat
 one round every few seconds while the server runs. :class:`PeriodicTask`
-holds what they have in common: the background task, the wait between
+contains what they have in common: the background task, the wait between
 rounds that a stop cuts short, the bounded stop, and the rule that a failed
 round is logged and the next one still runs. A subclass supplies
 :meth:`PeriodicTask.run_once`.
@@ -110,7 +110,7 @@ class PeriodicTask(ABC):
 
 @contextlib.asynccontextmanager
 async def job_lock(services: Services, job: str) -> AsyncIterator[bool]:
-    """Hold the store job lock ``job`` for the body; yield False when another node holds it.
+    """Hold the store job lock ``job`` for the body; yield False when another node has it.
 
     The lock's transaction opens and closes in the executor, because both
     block on the database.

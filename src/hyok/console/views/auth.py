@@ -84,7 +84,7 @@ async def sign_in(view: View) -> Response:
     if wait is not None:
         retry_at = datetime.now(UTC) + timedelta(seconds=wait)
         logger.warning(
-            "console sign-in refused: too many failures, source_ip=%s sign_in_name=%s",
+            "console sign-in rejected: too many failures, source_ip=%s sign_in_name=%s",
             view.source_ip,
             _logged_name(name),
         )
@@ -169,7 +169,7 @@ async def _not_found(view: View) -> Response:
 
 
 async def not_found(request: Request) -> Response:
-    """Answer a console path that no route serves with the console's 404 page."""
+    """Return the console's 404 page for a console path that no route serves."""
     return await _not_found(request)
 
 

@@ -67,7 +67,7 @@ _FILE_PARAMETERS: Final = ("XkiProxyUriPath", "XkiProxyAccessKeyId", "XkiProxySe
 
 @dataclass
 class _Page:
-    """What the details page shows besides the instance: forms, errors and a notice."""
+    """The parts of the details page besides the instance: forms, errors and a notice."""
 
     notice: str | None = None
     notice_level: str = "success"

@@ -354,7 +354,7 @@ def key_audit_events(
     """
     if path is None:
         return []
-    wanted = set(names)
+    requested = set(names)
     keep = None if include_reads else (lambda event: not is_console_read(event))
     found: list[dict[str, Any]] = []
     try:
@@ -372,9 +372,9 @@ def key_audit_events(
                 for line in reversed(lines):
                     if len(found) >= MAX_AUDIT_EVENTS:
                         break
-                    _collect(line, wanted, found, keep)
+                    _collect(line, requested, found, keep)
             if floor == 0 and len(found) < MAX_AUDIT_EVENTS:
-                _collect(pending, wanted, found, keep)
+                _collect(pending, requested, found, keep)
     except FileNotFoundError:
         return []
     return found
@@ -382,7 +382,7 @@ def key_audit_events(
 
 def _collect(
     line: bytes,
-    wanted: set[str],
+    requested: set[str],
     found: list[dict[str, Any]],
     keep: Callable[[dict[str, Any]], bool] | None,
 ) -> None:
@@ -397,7 +397,7 @@ def _collect(
     key_ids = event.get("key_ids")
     if (
         isinstance(key_ids, list)
-        and wanted.intersection(str(item) for item in key_ids)
+        and requested.intersection(str(item) for item in key_ids)
         and (keep is None or keep(event))
     ):
         found.append(event)

@@ -526,7 +526,7 @@ class KmsApp:
             await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
             return
         if self.console is not None and scope["path"].startswith(CONSOLE_PATH):
-            # The console checks the rest of the path, and answers 404 to /consoleX.
+            # The console checks the rest of the path, and returns 404 for /consoleX.
             await self.console(scope, receive, send)
             return
         started = time.perf_counter()
