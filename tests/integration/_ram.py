@@ -14,7 +14,7 @@ from alibabacloud_sts20150401.client import Client as StsClient  # type: ignore[
 from alibabacloud_tea_openapi.utils_models import Config  # type: ignore[import-untyped]
 
 from tests.conftest import register_sensitive
-from tests.integration._kms import REGION, KmsStack
+from tests.integration._kms import ACCOUNT_ID, REGION, KmsStack
 from tests.integration._sdk import runtime
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "kms",
     "policy_document",
     "ram",
+    "role_credentials",
     "sts",
     "trust_document",
     "unique",
@@ -133,6 +134,18 @@ def assume_role(stack: KmsStack, key_id: str, secret: str, role_arn: str, **extr
     register_sensitive(body.credentials.access_key_secret)
     register_sensitive(body.credentials.security_token)
     return body
+
+
+def role_credentials(stack: KmsStack, prefix: str) -> Any:
+    """Return the STS credentials of a new role, assumed by a new RAM user allowed to assume it."""
+    user = unique(prefix)
+    create_user(stack, user)
+    user_key, user_secret = create_access_key(stack, user)
+    policy = unique("assume")
+    create_policy(stack, policy, policy_document("sts:AssumeRole"))
+    attach_to_user(stack, user, policy)
+    role = create_role(stack, unique("role"), trust_document(f"acs:ram::{ACCOUNT_ID}:user/{user}"))
+    return assume_role(stack, user_key, user_secret, role.arn).credentials
 
 
 def check_error(error: Any, code: str, status: int, *fragments: str) -> None:

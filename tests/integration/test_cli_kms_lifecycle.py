@@ -12,17 +12,7 @@ from click.testing import CliRunner, Result
 from hyok.cli.kms import kms
 from hyok.cli.main import _register
 from tests.integration._kms import ACCOUNT_ID, KmsStack, kms_stack, postgres_server
-from tests.integration._ram import (
-    assume_role,
-    attach_to_user,
-    create_access_key,
-    create_policy,
-    create_role,
-    create_user,
-    policy_document,
-    trust_document,
-    unique,
-)
+from tests.integration._ram import role_credentials
 from tests.integration._sdk import call
 from tests.integration.test_cli_kms_calls import write_up_file
 
@@ -164,16 +154,7 @@ def test_owner_repairs_a_locked_key_policy_by_arn(runner: Runner, kms_stack: Kms
 
 def test_cli_signs_with_sts_credentials(runner: Runner, kms_stack: KmsStack) -> None:
     key = new_key(kms_stack)
-    caller = unique("cli-sts")
-    create_user(kms_stack, caller)
-    caller_key, caller_secret = create_access_key(kms_stack, caller)
-    policy = unique("assume")
-    create_policy(kms_stack, policy, policy_document("sts:AssumeRole"))
-    attach_to_user(kms_stack, caller, policy)
-    role = create_role(
-        kms_stack, unique("role"), trust_document(f"acs:ram::{ACCOUNT_ID}:user/{caller}")
-    )
-    credentials = assume_role(kms_stack, caller_key, caller_secret, role.arn).credentials
+    credentials = role_credentials(kms_stack, "cli-sts")
     env = {
         "ALIBABA_CLOUD_ACCESS_KEY_ID": credentials.access_key_id,
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": credentials.access_key_secret,

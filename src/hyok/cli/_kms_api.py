@@ -22,7 +22,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import click
 
@@ -40,24 +40,31 @@ __all__ = [
     "ACCESS_KEY_ID_ENV",
     "ACCESS_KEY_SECRET_ENV",
     "ALL_PAGE_SIZE",
+    "CONNECT_TIMEOUT_MS",
     "DEFAULT_REGION",
+    "READ_TIMEOUT_MS",
     "SECURITY_TOKEN_ENV",
     "UP_FILE_NAME",
+    "ConnectionFailure",
     "ConnectionOptions",
     "KmsClient",
     "KmsTarget",
     "Paging",
     "api_error_message",
+    "api_failure_text",
     "api_options",
+    "connection_failure",
     "connection_options",
     "default_up_file",
     "fetch_all_pages",
     "flatten",
+    "is_loopback",
     "page_title",
     "paging_options",
     "print_fields",
     "private_file_warning",
     "resolve_target",
+    "split_endpoint",
 ]
 
 #: File that ``hyok up`` writes into its data directory.
@@ -75,8 +82,8 @@ ALL_PAGE_SIZE: Final = 100
 
 # Timeouts of one KMS call in milliseconds, as the SDK takes them. A call may
 # wait for the XKI proxy and the key manager behind it, hence the long read.
-_CONNECT_TIMEOUT_MS: Final = 5_000
-_READ_TIMEOUT_MS: Final = 30_000
+CONNECT_TIMEOUT_MS: Final = 5_000
+READ_TIMEOUT_MS: Final = 30_000
 _UP_FILE_FIELDS: Final = (
     "region",
     "kms_endpoint",
@@ -310,9 +317,9 @@ def resolve_target(options: ConnectionOptions) -> KmsTarget:
         access_key_secret=secret,
         instance_id=values.get("instance_id"),
         up_file=up_file,
-            endpoint_given=options.endpoint is not None,
+        endpoint_given=options.endpoint is not None,
         security_token=_security_token(),
-)
+    )
 
 
 def _security_token() -> Secret | None:
@@ -364,7 +371,17 @@ def api_error_message(exc: Any) -> str:
     return text
 
 
-def _is_loopback(host: str) -> bool:
+def split_endpoint(endpoint: str) -> tuple[str, int | None]:
+    """Split a normalised ``host[:port]`` endpoint; an IPv6 host keeps its brackets."""
+    match = _HOST_PORT.fullmatch(endpoint)
+    if match is None:
+        raise ValueError(f"{endpoint!r} is not HOST[:PORT]")
+    port = match.group("port")
+    return match.group("host"), int(port) if port else None
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host``, a name or an address in or out of brackets, is on loopback."""
     host = host.strip("[]")
     if host == "localhost":
         return True
@@ -468,11 +485,11 @@ class KmsClient:
             RuntimeOptions,
         )
 
-        host = _HOST_PORT.fullmatch(self.target.endpoint)
+        host, _ = split_endpoint(self.target.endpoint)
         # An HTTPS_PROXY from the environment cannot reach a KMS on loopback.
-        no_proxy = host.group("host") if host and _is_loopback(host.group("host")) else None
+        no_proxy = host if is_loopback(host) else None
         runtime = RuntimeOptions(
-            connect_timeout=_CONNECT_TIMEOUT_MS, read_timeout=_READ_TIMEOUT_MS, no_proxy=no_proxy
+            connect_timeout=CONNECT_TIMEOUT_MS, read_timeout=READ_TIMEOUT_MS, no_proxy=no_proxy
         )
         if extra_query:
             runtime.extends_parameters = ExtendsParameters(queries=dict(extra_query))
@@ -502,63 +519,93 @@ class KmsClient:
             ) from None
 
     def _api_failure(self, exc: Any) -> str:
-        text = api_error_message(exc)
-        if exc.code == "InvalidAction.NotFound":
-            text += f"; the KMS at {self.url} does not implement this action, so update it"
-        return text
+        return api_failure_text(self.url, exc.code, api_error_message(exc))
 
     def _connection_failure(self, detail: str) -> str:
         # ``detail`` contains the request URL and with it every parameter, so
         # only fixed phrases found in it reach the message.
-        hint = self._start_hint()
         if "CERTIFICATE_VERIFY_FAILED" in detail:
             reason = re.search(r"certificate verify failed: ([A-Za-z0-9 ,'-]+)", detail)
-            because = f" ({reason.group(1).strip()})" if reason else ""
-            return (
-                f"the TLS certificate of the KMS at {self.url} is not trusted{because}; pass "
-                "the CA that signed it with --ca-cert (hyok up writes its path as ca_cert "
-                "in hyok-up.json)"
+            return connection_failure(
+                self.target, "untrusted", reason.group(1).strip() if reason else None
             )
         if "Read timed out" in detail:
-            return (
-                f"the KMS at {self.url} did not respond within {_READ_TIMEOUT_MS // 1000} "
-                "seconds; check the KMS log"
-            )
-        failures = (
-            ("SSL", f"the TLS handshake with the KMS at {self.url} failed"),
-            ("Connection refused", f"cannot connect to the KMS at {self.url}: connection refused"),
-            (
-                "timed out",
-                f"cannot connect to the KMS at {self.url}: no connection within "
-                f"{_CONNECT_TIMEOUT_MS // 1000} seconds",
-            ),
-            (
-                "NameResolutionError",
-                f"cannot resolve the host of the KMS endpoint {self.target.endpoint}",
-            ),
+            return connection_failure(self.target, "read-timeout")
+        phrases: tuple[tuple[str, ConnectionFailure], ...] = (
+            ("SSL", "tls"),
+            ("Connection refused", "refused"),
+            ("timed out", "connect-timeout"),
+            ("NameResolutionError", "unresolved"),
         )
-        for phrase, failure in failures:
+        for phrase, failure in phrases:
             if phrase in detail:
-                return f"{failure}; {hint}"
-        return f"the connection to the KMS at {self.url} failed; {hint}"
+                return connection_failure(self.target, failure)
+        return connection_failure(self.target, "other")
 
-    def _start_hint(self) -> str:
-        if self.target.endpoint_given and self.target.up_file is not None:
-            return (
-                f"check the host and port of --endpoint {self.target.endpoint}, or leave "
-                f"--endpoint out to use the kms_endpoint of {self.target.up_file}"
-            )
-        if self.target.endpoint_given:
-            return (
-                f"check the host and port of --endpoint {self.target.endpoint}, or start a "
-                "local KMS with 'hyok up'"
-            )
-        if self.target.up_file is not None:
-            return (
-                f"is the stack of {self.target.up_file} running? Start it with "
-                f"'hyok up --data-dir {self.target.up_file.parent}'"
-            )
-        return "is the KMS running? Start a local one with 'hyok up', or check --endpoint"
+
+#: The kind of failure of a connection to the KMS, for :func:`connection_failure`.
+ConnectionFailure = Literal[
+    "untrusted", "read-timeout", "tls", "refused", "connect-timeout", "unresolved", "other"
+]
+
+
+def api_failure_text(url: str, code: str | None, text: str) -> str:
+    """Return ``text``, the formatted API error, with a hint for an action the KMS lacks."""
+    if code == "InvalidAction.NotFound":
+        text += f"; the KMS at {url} does not implement this action, so update it"
+    return text
+
+
+def connection_failure(
+    target: KmsTarget, failure: ConnectionFailure, reason: str | None = None
+) -> str:
+    """Return the message for a call to ``target`` that failed before a response arrived.
+
+    ``reason`` is the certificate check's own words for an ``untrusted`` failure.
+    """
+    url = f"https://{target.endpoint}"
+    if failure == "untrusted":
+        because = f" ({reason})" if reason else ""
+        return (
+            f"the TLS certificate of the KMS at {url} is not trusted{because}; pass "
+            "the CA that signed it with --ca-cert (hyok up writes its path as ca_cert "
+            "in hyok-up.json)"
+        )
+    if failure == "read-timeout":
+        return (
+            f"the KMS at {url} did not respond within {READ_TIMEOUT_MS // 1000} "
+            "seconds; check the KMS log"
+        )
+    descriptions: dict[ConnectionFailure, str] = {
+        "tls": f"the TLS handshake with the KMS at {url} failed",
+        "refused": f"cannot connect to the KMS at {url}: connection refused",
+        "connect-timeout": (
+            f"cannot connect to the KMS at {url}: no connection within "
+            f"{CONNECT_TIMEOUT_MS // 1000} seconds"
+        ),
+        "unresolved": f"cannot resolve the host of the KMS endpoint {target.endpoint}",
+        "other": f"the connection to the KMS at {url} failed",
+    }
+    return f"{descriptions[failure]}; {_start_hint(target)}"
+
+
+def _start_hint(target: KmsTarget) -> str:
+    if target.endpoint_given and target.up_file is not None:
+        return (
+            f"check the host and port of --endpoint {target.endpoint}, or leave "
+            f"--endpoint out to use the kms_endpoint of {target.up_file}"
+        )
+    if target.endpoint_given:
+        return (
+            f"check the host and port of --endpoint {target.endpoint}, or start a "
+            "local KMS with 'hyok up'"
+        )
+    if target.up_file is not None:
+        return (
+            f"is the stack of {target.up_file} running? Start it with "
+            f"'hyok up --data-dir {target.up_file.parent}'"
+        )
+    return "is the KMS running? Start a local one with 'hyok up', or check --endpoint"
 
 
 # Output.

@@ -49,6 +49,8 @@ from enum import Enum, unique
 from typing import Any, Final
 from urllib.parse import quote, unquote_plus, unquote_to_bytes
 
+from hyok.common.acs_signer import ACS3_ALGORITHM
+from hyok.common.acs_signer import FORM_MEDIA_TYPE as _FORM_MEDIA_TYPE
 from hyok.common.errors import RequestError
 from hyok.common.secrets import Secret
 
@@ -70,13 +72,11 @@ __all__ = [
     "VerifiedCaller",
 ]
 
-ACS3_ALGORITHM: Final = "ACS3-HMAC-SHA256"
 V1_SIGNATURE_METHOD: Final = "HMAC-SHA1"
 V1_SIGNATURE_VERSION: Final = "1.0"
 DEFAULT_MAX_SKEW: Final = timedelta(minutes=15)
 
 _TIME_FORMAT: Final = "YYYY-MM-DDThh:mm:ssZ in UTC, for example 2024-01-31T23:59:59Z"
-_FORM_MEDIA_TYPE: Final = "application/x-www-form-urlencoded"
 
 # Headers that ACS3 requests must sign, and headers that must be signed when sent.
 _REQUIRED_SIGNED: Final = (
