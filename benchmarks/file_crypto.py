@@ -21,6 +21,22 @@ process whose time and peak RSS ``os.wait4`` reports:
 Child processes keep the measurements comparable: every row pays its own
 interpreter start, and ``ru_maxrss`` of one child is that child's alone.
 Each row starts after ``sync``, with no unwritten data of an earlier row.
+hyok's modules are byte-compiled first, as pip compiles an installed
+package, so that no row compiles them from source when the environment
+sets PYTHONDONTWRITEBYTECODE.
+
+Writing 2 GiB into the page cache needs 2 GiB of free memory, and on a
+virtual machine that returns freed memory to its host (virtio-balloon free
+page reporting), the host must supply each page again on first use. On
+such a machine, one plain copy of a 2 GiB file took from 0.7 to 5.5 seconds
+of system time in four runs in a row, and nothing on the guest explained
+the difference. Each row therefore deletes
+its own output of the previous round just before it runs, so that every
+row starts with the same amount of just-freed memory. The order of the
+rows turns from round to round, and the summary takes the best and the
+median of the rounds. The first round has no earlier output and is the
+slowest.
+
 Throughput is the input size divided by the wall time. The "streaming" rows
 subtract the empty-file run, so they show the frame loop without the fixed
 start-up cost. Everything runs on 127.0.0.1 and is deleted at the end.
@@ -39,6 +55,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +77,7 @@ class Row:
     name: str
     seconds: float
     cpu_seconds: float
+    user_seconds: float
     peak_rss_mib: float
     size_bytes: int
 
@@ -87,6 +105,7 @@ def run_child(name: str, command: Sequence[str], size: int, **options: Any) -> R
         name=name,
         seconds=elapsed,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
+        user_seconds=usage.ru_utime,
         # Linux reports ru_maxrss in KiB.
         peak_rss_mib=usage.ru_maxrss / 1024,
         size_bytes=size,
@@ -259,8 +278,18 @@ def same_contents(first: Path, second: Path) -> bool:
 # The measurements.
 
 
+def compile_hyok() -> None:
+    """Byte-compile hyok's modules into their ``__pycache__``, as pip does at installation."""
+    import compileall
+
+    import hyok
+
+    compileall.compile_dir(Path(hyok.__file__).parent, quiet=1)
+
+
 def measure(options: argparse.Namespace, work: Path) -> list[Row]:
     size = options.size_mib << 20
+    compile_hyok()
     source = work / "input.bin"
     empty = work / "empty.bin"
     sealed = work / "input.hyok"
@@ -289,32 +318,28 @@ def measure(options: argparse.Namespace, work: Path) -> list[Row]:
         # Every row writes a new file, as a user does. Replacing a file with
         # --force costs more: on ext4 the rename over it forces the new data to disk.
         decrypt = [*HYOK, "decrypt-file", "--up-file", str(up_file)]
+        # Each row: its name, its command and the output it writes.
+        plan = [
+            ("aes-gcm", [*this, "--baseline", str(source), str(scratch)], scratch),
+            ("encrypt-file", [*encrypt, str(source), str(sealed)], sealed),
+            ("decrypt-file", [*decrypt, str(sealed), str(opened)], opened),
+        ]
         for round_number in range(options.rounds):
             suffix = f" #{round_number + 1}" if options.rounds > 1 else ""
             print(f"round {round_number + 1} of {options.rounds}", file=sys.stderr)
-            rows.append(
-                run_child(
-                    f"aes-gcm{suffix}",
-                    [*this, "--baseline", str(source), str(scratch)],
-                    size,
-                    **quiet,
-                )
-            )
-            scratch.unlink()
-            sealed.unlink(missing_ok=True)
-            rows.append(
-                run_child(
-                    f"encrypt-file{suffix}", [*encrypt, str(source), str(sealed)], size, **quiet
-                )
-            )
-            rows.append(
-                run_child(
-                    f"decrypt-file{suffix}", [*decrypt, str(sealed), str(opened)], size, **quiet
-                )
-            )
-            if not same_contents(source, opened):
-                raise SystemExit("decrypt-file did not return the original bytes")
-            opened.unlink()
+            # The order turns each round, so that no row always follows the
+            # same one. decrypt-file reads the file of the latest encrypt-file.
+            shift = round_number % len(plan)
+            for name, command, output in plan[shift:] + plan[:shift]:
+                # Each row first deletes its own output of an earlier round,
+                # so that every row starts with as much just-freed memory (see
+                # the module docstring).
+                output.unlink(missing_ok=True)
+                rows.append(run_child(f"{name}{suffix}", command, size, **quiet))
+                if output is opened and not same_contents(source, opened):
+                    raise SystemExit("decrypt-file did not return the original bytes")
+        scratch.unlink(missing_ok=True)
+        opened.unlink(missing_ok=True)
         rows.append(
             run_child("encrypt-file, empty input", [*encrypt, str(empty), str(scratch)], 0, **quiet)
         )
@@ -346,15 +371,22 @@ def best(rows: Sequence[Row], name: str) -> Row:
     return min(matching, key=lambda row: row.seconds)
 
 
+def _median(rows: Sequence[Row], name: str, field: str) -> float:
+    """Return the median of ``field`` over the rounds of the row ``name``."""
+    return statistics.median(
+        getattr(row, field) for row in rows if row.name == name or row.name.startswith(f"{name} #")
+    )
+
+
 def report(rows: Sequence[Row], options: argparse.Namespace) -> list[str]:
     lines = [
         f"input: {options.size_mib} MiB, frame size {options.frame_size} bytes, "
         f"{options.rounds} round(s), {os.cpu_count()} CPUs",
-        f"{'run':<42} {'wall s':>8} {'CPU s':>8} {'MB/s':>8} {'peak RSS MiB':>13}",
+        f"{'run':<42} {'wall s':>8} {'CPU s':>8} {'user s':>8} {'MB/s':>8} {'peak RSS MiB':>13}",
     ]
     for row in rows:
         lines.append(
-            f"{row.name:<42} {row.seconds:8.2f} {row.cpu_seconds:8.2f} "
+            f"{row.name:<42} {row.seconds:8.2f} {row.cpu_seconds:8.2f} {row.user_seconds:8.2f} "
             f"{row.mb_per_second:8.0f} {row.peak_rss_mib:13.1f}"
         )
     base = best(rows, "aes-gcm")
@@ -376,6 +408,11 @@ def report(rows: Sequence[Row], options: argparse.Namespace) -> list[str]:
             f"({cpu / base_cpu:.0%}); peak RSS {row.peak_rss_mib:.1f} MiB, "
             f"{row.peak_rss_mib - floor.peak_rss_mib:+.1f} MiB over the empty-input run"
         )
+    names = ("aes-gcm", "encrypt-file", "decrypt-file")
+    # User time leaves out the kernel's page-cache work, the noisiest part here.
+    for label, field in (("wall time", "seconds"), ("user CPU time", "user_seconds")):
+        medians = ", ".join(f"{name} {_median(rows, name, field):.2f} s" for name in names)
+        lines.append(f"median {label} of the rounds: {medians}")
     return lines
 
 
@@ -383,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mib", type=int, default=2048, help="input size in MiB")
     parser.add_argument("--frame-size", type=int, default=1 << 20, help="frame size in bytes")
-    parser.add_argument("--rounds", type=int, default=1, help="runs of each command")
+    parser.add_argument("--rounds", type=int, default=10, help="runs of each command")
     parser.add_argument(
         "--no-sdk", dest="sdk", action="store_false", help="skip the AWS Encryption SDK rows"
     )
