@@ -19,6 +19,7 @@ from tests.integration._sdk import runtime
 
 __all__ = [
     "assume_role",
+    "attach_to_role",
     "attach_to_user",
     "check_error",
     "config",
@@ -136,8 +137,18 @@ def assume_role(stack: KmsStack, key_id: str, secret: str, role_arn: str, **extr
     return body
 
 
-def role_credentials(stack: KmsStack, prefix: str) -> Any:
-    """Return the STS credentials of a new role, assumed by a new RAM user allowed to assume it."""
+def attach_to_role(stack: KmsStack, role: str, policy: str) -> None:
+    request = ram_models.AttachPolicyToRoleRequest(
+        policy_type="Custom", policy_name=policy, role_name=role
+    )
+    ram(stack).attach_policy_to_role_with_options(request, runtime())
+
+
+def role_credentials(stack: KmsStack, prefix: str, *role_policies: str) -> Any:
+    """Return the STS credentials of a new role, assumed by a new RAM user allowed to assume it.
+
+    The custom policies ``role_policies`` are attached to the role first.
+    """
     user = unique(prefix)
     create_user(stack, user)
     user_key, user_secret = create_access_key(stack, user)
@@ -145,6 +156,8 @@ def role_credentials(stack: KmsStack, prefix: str) -> Any:
     create_policy(stack, policy, policy_document("sts:AssumeRole"))
     attach_to_user(stack, user, policy)
     role = create_role(stack, unique("role"), trust_document(f"acs:ram::{ACCOUNT_ID}:user/{user}"))
+    for role_policy in role_policies:
+        attach_to_role(stack, role.role_name, role_policy)
     return assume_role(stack, user_key, user_secret, role.arn).credentials
 
 

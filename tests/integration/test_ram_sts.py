@@ -252,7 +252,9 @@ def test_user_access_key_signs_kms_but_not_ram(kms_stack: KmsStack) -> None:
             ram_models.ListUsersRequest(), runtime()
         )
     )
-    check_error(error, "NoPermission", 403, f"user/{name}", "ram:ListUsers", "account root")
+    check_error(
+        error, "NoPermission", 403, f"user/{name}", "ram:ListUsers", "attach an identity policy"
+    )
 
 
 def test_root_caller_identity(kms_stack: KmsStack) -> None:

@@ -287,15 +287,14 @@ def build_policy(owner_account: str, form: RoleForm) -> tuple[str | None, dict[s
 async def ram_user_arns(view: View) -> list[tuple[str, str]]:
     """Return (ARN, name) of the account's RAM users and then its roles, for the role pickers.
 
-    Only the account root may list users and roles (RAM ListUsers and
-    ListRoles); others get an empty list and type ARNs. Each list shows its
-    first 100 entries, and further ones are typed as ARNs too.
+    The lists come from RAM ListUsers and ListRoles as the signed-in
+    principal, so a RAM user sees them only when an identity policy allows
+    ``ram:ListUsers`` or ``ram:ListRoles``; otherwise that list is empty and
+    ARNs are typed. Each list shows its first 100 entries, and further ones
+    are typed as ARNs too.
     """
     from hyok.kms.api.app import RAM_API_VERSION
-    from hyok.kms.domain.policy_principals import CallerKind
 
-    if view.principal.kind is not CallerKind.ROOT:
-        return []
     account = view.principal.account_id
     choices: list[tuple[str, str]] = []
     for action, wrapper, item, kind, name_field in (

@@ -16,8 +16,10 @@ from typing import Final
 
 from hyok.kms.domain import AccessKey, new_access_key_id, new_access_key_secret
 from hyok.kms.domain.ids import RandomBytes
+from hyok.kms.domain.policy_conditions import IpAddress
 from hyok.kms.domain.policy_document import parse_policy
 from hyok.kms.domain.policy_errors import PolicyDocumentError, PolicyKind
+from hyok.kms.domain.policy_principals import CallerKind, RamIdentity
 from hyok.kms.domain.ram import (
     DEFAULT_MAX_SESSION_DURATION,
     MAX_ACCESS_KEYS_PER_USER,
@@ -35,12 +37,14 @@ from hyok.kms.domain.ram import (
 )
 from hyok.kms.domain.trust_policy import parse_trust_policy
 from hyok.kms.ram.errors import (
+    NO_PERMISSION,
     RamError,
     already_exists,
     delete_conflict,
     invalid_parameter,
     not_found,
 )
+from hyok.kms.ram.permissions import identity_decision
 from hyok.kms.store import (
     DuplicateRowError,
     KmsStore,
@@ -153,6 +157,40 @@ class RamService:
 
     def __repr__(self) -> str:
         return f"RamService({self.store!r})"
+
+    def check_permission(
+        self,
+        caller: RamIdentity,
+        caller_arn: str,
+        action: str,
+        resource_arn: str,
+        secure_transport: bool,
+        source_ip: IpAddress | None,
+    ) -> None:
+        """Raise ``NoPermission`` unless the identity policies of ``caller`` allow ``action``.
+
+        The account root is always allowed. ``caller_arn`` names the caller
+        in the message, with the session of an assumed role.
+        """
+        if caller.kind is CallerKind.ROOT:
+            return
+        with self.store.session(read_only=True) as session:
+            decision = identity_decision(
+                session,
+                caller,
+                action,
+                resource_arn,
+                now=self.clock(),
+                secure_transport=secure_transport,
+                source_ip=source_ip,
+            )
+        if not decision.allowed:
+            raise RamError(
+                NO_PERMISSION,
+                403,
+                f"{caller_arn} is not authorized to perform {action} on {resource_arn}: attach "
+                f"an identity policy to the caller that allows {action} on that resource",
+            )
 
     # --- Users ---------------------------------------------------------------------
 

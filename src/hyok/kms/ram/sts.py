@@ -26,9 +26,6 @@ from hyok.common.secrets import Secret
 from hyok.kms.domain import new_access_key_secret
 from hyok.kms.domain.ids import RandomBytes
 from hyok.kms.domain.policy_conditions import ConditionContext, IpAddress
-from hyok.kms.domain.policy_document import parse_policy
-from hyok.kms.domain.policy_errors import PolicyKind
-from hyok.kms.domain.policy_eval import AccessRequest, evaluate
 from hyok.kms.domain.policy_principals import CallerKind, RamIdentity
 from hyok.kms.domain.ram import (
     MIN_SESSION_DURATION,
@@ -41,6 +38,7 @@ from hyok.kms.domain.ram import (
 )
 from hyok.kms.domain.trust_policy import ASSUME_ROLE_ACTION, parse_trust_policy
 from hyok.kms.ram.errors import NO_PERMISSION, RamError, invalid_parameter, not_found
+from hyok.kms.ram.permissions import identity_decision
 from hyok.kms.store import KmsStore
 
 __all__ = ["DEFAULT_SESSION_DURATION", "AssumedRole", "StsService"]
@@ -147,26 +145,14 @@ class StsService:
                     f"{caller.arn} is not trusted by role {role_arn!r}: its trust policy must "
                     f"allow {ASSUME_ROLE_ACTION} for the caller, its role or its account",
                 )
-            kind = "user" if caller.kind is CallerKind.USER else "role"
-            assert caller.name is not None
-            attached = session.ram_policies.list_attached(caller.account_id, kind, caller.name)
-            decision = evaluate(
-                AccessRequest(
-                    action=ASSUME_ROLE_ACTION,
-                    resource_arn=role.arn,
-                    caller=caller,
-                    addressed_by_arn=True,
-                    current_time=now,
-                    secure_transport=secure_transport,
-                    source_ip=source_ip,
-                ),
-                identity_policies=[
-                    parse_policy(item.policy.document, PolicyKind.IDENTITY) for item in attached
-                ],
-                key_policy=None,
-                key_tags={},
-                # The identity side of the check: the caller's own account decides.
-                resource_owner=caller.account_id,
+            decision = identity_decision(
+                session,
+                caller,
+                ASSUME_ROLE_ACTION,
+                role.arn,
+                now=now,
+                secure_transport=secure_transport,
+                source_ip=source_ip,
             )
             if not decision.allowed:
                 raise RamError(

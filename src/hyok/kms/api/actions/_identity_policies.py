@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING, Final
 
-from hyok.kms.domain.policy_document import PolicyDocument, parse_policy
-from hyok.kms.domain.policy_errors import PolicyDocumentError, PolicyKind
+from hyok.kms.domain.policy_document import PolicyDocument
 from hyok.kms.domain.policy_principals import CallerKind, RamIdentity
+from hyok.kms.ram.permissions import attached_policies
 from hyok.kms.store import KmsStore
 
 if TYPE_CHECKING:
     from hyok.kms.api.actions._services import Services
 
 __all__ = ["DEFAULT_IDENTITY_POLICY_SECONDS", "IdentityPolicyCache"]
-
-logger = logging.getLogger("hyok.kms.access")
 
 DEFAULT_IDENTITY_POLICY_SECONDS: Final = 5.0
 _MAX_IDENTITIES: Final = 10_000
@@ -61,23 +58,6 @@ class IdentityPolicyCache:
         self._entries.clear()
 
 
-def _load_identity_policies(
-    store: KmsStore, identity: RamIdentity
-) -> tuple[PolicyDocument, ...]:
-    assert identity.name is not None
+def _load_identity_policies(store: KmsStore, identity: RamIdentity) -> tuple[PolicyDocument, ...]:
     with store.session(read_only=True) as session:
-        attached = session.ram_policies.list_attached(
-            identity.account_id, identity.kind.value, identity.name
-        )
-    documents = []
-    for entry in attached:
-        try:
-            documents.append(parse_policy(entry.policy.document, PolicyKind.IDENTITY))
-        except PolicyDocumentError:
-            # CreatePolicy checks every document, so only a changed database gets here.
-            logger.error(
-                "identity policy %s of account %s does not parse; it grants nothing",
-                entry.policy.policy_name,
-                identity.account_id,
-            )
-    return tuple(documents)
+        return tuple(attached_policies(session, identity))

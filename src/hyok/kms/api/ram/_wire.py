@@ -1,18 +1,21 @@
-"""Shared pieces of the RAM and STS handlers: the worker-thread runner, dates, the root check."""
+"""Shared pieces of the RAM and STS handlers: the worker-thread runner, dates, permission checks."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from hyok.kms.domain.policy_conditions import IpAddress
 from hyok.kms.domain.policy_principals import CallerKind
 from hyok.kms.ram.errors import NO_PERMISSION, RamError
 
 if TYPE_CHECKING:
     from hyok.kms.api.app import CallContext
+    from hyok.kms.ram.identities import RamService
 
-__all__ = ["Runner", "require_root", "wire_date"]
+__all__ = ["Runner", "require_permission", "require_root", "source_address", "wire_date"]
 
 _T = TypeVar("_T")
 
@@ -29,13 +32,38 @@ def wire_date(value: datetime) -> str:
 
 
 def require_root(ctx: CallContext, action: str) -> None:
-    """Reject a RAM action signed by anything but the account root, with ``NoPermission``."""
-    # NOTE: RAM permissions (ram:* actions in identity policies) are not evaluated
-    # yet, so only the account root may manage identities.
+    """Reject a RAM action that changes identities unless the account root signed it."""
+    # NOTE: identity policies decide the RAM actions that read (require_permission),
+    # but only the account root may change users, roles, policies and passwords.
     if ctx.principal.kind is not CallerKind.ROOT:
         raise RamError(
             NO_PERMISSION,
             403,
-            f"{ctx.principal_arn} is not authorized to perform ram:{action}: this KMS serves RAM "
-            "actions to the account root only, so sign with the account's own AccessKey",
+            f"{ctx.principal_arn} is not authorized to perform ram:{action}: this KMS lets only "
+            "the account root change RAM identities, so sign with the account's own AccessKey",
         )
+
+
+async def require_permission(
+    ctx: CallContext, service: RamService, run: Runner, action: str, resource_arn: str
+) -> None:
+    """Reject a reading RAM action unless the identity policies of the caller allow it."""
+    if ctx.principal.kind is CallerKind.ROOT:
+        return
+    await run(
+        service.check_permission,
+        ctx.principal,
+        ctx.principal_arn,
+        f"ram:{action}",
+        resource_arn,
+        ctx.secure_transport,
+        source_address(ctx),
+    )
+
+
+def source_address(ctx: CallContext) -> IpAddress | None:
+    """Return the caller's address for ``acs:SourceIp`` conditions, or None when unknown."""
+    try:
+        return ipaddress.ip_address(ctx.source_ip) if ctx.source_ip else None
+    except ValueError:
+        return None

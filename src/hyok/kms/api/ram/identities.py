@@ -4,7 +4,10 @@ The login profile handlers live in :mod:`hyok.kms.api.ram.login_profiles`.
 
 Each handler reads its parameters, calls :class:`~hyok.kms.ram.RamService`
 in a worker thread and returns the fields that ``alibabacloud-ram20150501``
-parses. Only the account root may call them for now (see ``require_root``).
+parses. The actions that read (GetUser, ListUsers, ListAccessKeys, GetRole,
+ListRoles, GetPolicy, ListPoliciesForUser) are open to every identity that
+an identity policy allows (``require_permission``), and the actions that
+change identities to the account root only (``require_root``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from hyok.kms.api.errors import InvalidParameterError
 from hyok.kms.api.params import Params
-from hyok.kms.api.ram._wire import Runner, require_root, wire_date
+from hyok.kms.api.ram._wire import Runner, require_permission, require_root, wire_date
 from hyok.kms.api.ram.login_profiles import login_profile_handlers
 from hyok.kms.domain import AccessKey
 from hyok.kms.domain.ram import (
@@ -30,6 +33,7 @@ from hyok.kms.domain.ram import (
 )
 from hyok.kms.ram import CUSTOM_POLICY_TYPE, LoginProfileService, RamService
 from hyok.kms.ram.errors import invalid_parameter
+from hyok.kms.ram.permissions import ram_arn
 
 if TYPE_CHECKING:
     from hyok.kms.api.app import CallContext
@@ -50,6 +54,10 @@ def _text(params: Params, name: str, *, required: bool = True, limit: int = _MAX
     if required:
         return params.required_str(name, max_length=limit, min_length=0)
     return params.optional_str(name, max_length=limit) or ""
+
+
+def _user_arn(ctx: CallContext, user_name: str) -> str:
+    return ram_arn(ctx.account_id, "user", user_name)
 
 
 def _user(user: RamUser, *, detailed: bool = False) -> dict[str, Any]:
@@ -163,12 +171,13 @@ def _user_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
         return service.create_user(account_id, name, display_name=display, comments=comments)
 
     async def get_user(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "GetUser")
-        user = await run(service.get_user, ctx.account_id, _text(params, "UserName"))
+        user_name = _text(params, "UserName")
+        await require_permission(ctx, service, run, "GetUser", _user_arn(ctx, user_name))
+        user = await run(service.get_user, ctx.account_id, user_name)
         return {"User": _user(user, detailed=True)}
 
     async def list_users(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "ListUsers")
+        await require_permission(ctx, service, run, "ListUsers", _user_arn(ctx, "*"))
         limit = params.int_in_range("MaxItems", 1, _MAX_ITEMS_LIMIT, default=_DEFAULT_MAX_ITEMS)
         after = _marker(params, "ListUsers")
         users, truncated = await run(_list_users, ctx.account_id, after, limit)
@@ -192,8 +201,9 @@ def _user_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
         return {"AccessKey": fields}
 
     async def list_access_keys(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "ListAccessKeys")
-        found = await run(service.list_access_keys, ctx.account_id, _text(params, "UserName"))
+        user_name = _text(params, "UserName")
+        await require_permission(ctx, service, run, "ListAccessKeys", _user_arn(ctx, user_name))
+        found = await run(service.list_access_keys, ctx.account_id, user_name)
         return {"AccessKeys": {"AccessKey": [_access_key(item) for item in found]}}
 
     async def delete_access_key(ctx: CallContext, params: Params) -> dict[str, Any]:
@@ -242,12 +252,15 @@ def _role_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
         )
 
     async def get_role(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "GetRole")
-        role = await run(service.get_role, ctx.account_id, _text(params, "RoleName"))
+        role_name = _text(params, "RoleName")
+        resource = ram_arn(ctx.account_id, "role", role_name)
+        await require_permission(ctx, service, run, "GetRole", resource)
+        role = await run(service.get_role, ctx.account_id, role_name)
         return {"Role": _role(role, detailed=True)}
 
     async def list_roles(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "ListRoles")
+        resource = ram_arn(ctx.account_id, "role", "*")
+        await require_permission(ctx, service, run, "ListRoles", resource)
         if any(name == "Tag" or name.startswith("Tag.") for name in params.names()):
             raise InvalidParameterError(
                 "the parameter Tag filters roles by tag, and hyok's RAM roles have no tags: "
@@ -293,12 +306,11 @@ def _policy_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
         return service.create_policy(account_id, name, document, description=description)
 
     async def get_policy(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "GetPolicy")
+        policy_name = _text(params, "PolicyName")
+        resource = ram_arn(ctx.account_id, "policy", policy_name)
+        await require_permission(ctx, service, run, "GetPolicy", resource)
         policy, attachments = await run(
-            service.get_policy,
-            ctx.account_id,
-            _text(params, "PolicyName"),
-            _text(params, "PolicyType"),
+            service.get_policy, ctx.account_id, policy_name, _text(params, "PolicyType")
         )
         fields = _policy(policy)
         fields["PolicyDocument"] = policy.document
@@ -338,10 +350,10 @@ def _policy_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
         return handle
 
     async def list_policies_for_user(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "ListPoliciesForUser")
-        attached = await run(
-            service.list_policies_for_user, ctx.account_id, _text(params, "UserName")
-        )
+        user_name = _text(params, "UserName")
+        resource = _user_arn(ctx, user_name)
+        await require_permission(ctx, service, run, "ListPoliciesForUser", resource)
+        attached = await run(service.list_policies_for_user, ctx.account_id, user_name)
         return {"Policies": {"Policy": [_attached(item) for item in attached]}}
 
     return {
@@ -365,7 +377,7 @@ def ram_handlers(service: RamService, run: Runner) -> dict[str, RamHandler]:
     login_profiles = LoginProfileService(service.store, clock=service.clock)
     return {
         **_user_handlers(service, run),
-        **login_profile_handlers(login_profiles, run),
+        **login_profile_handlers(login_profiles, service, run),
         **_role_handlers(service, run),
         **_policy_handlers(service, run),
     }

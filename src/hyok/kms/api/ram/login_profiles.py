@@ -5,8 +5,9 @@
 ``PasswordResetRequired`` and ``MFABindRequired``, and return the fields that
 ``alibabacloud-ram20150501`` parses (``LoginProfile`` with ``UserName``,
 ``PasswordResetRequired``, ``MFABindRequired`` and ``CreateDate``). No
-response and no error contains the password. Only the account root may call
-them for now (see ``require_root``).
+response and no error contains the password. Only the account root may
+create, change or delete a login profile (see ``require_root``), and
+identity policies decide GetLoginProfile for others.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from hyok.common.secrets import Secret
 from hyok.kms.api.params import Params
-from hyok.kms.api.ram._wire import Runner, require_root, wire_date
+from hyok.kms.api.ram._wire import Runner, require_permission, require_root, wire_date
 from hyok.kms.domain.login_profiles import LoginProfile
+from hyok.kms.ram.identities import RamService
 from hyok.kms.ram.login_profiles import LoginProfileService
+from hyok.kms.ram.permissions import ram_arn
 
 if TYPE_CHECKING:
     from hyok.kms.api.app import CallContext
@@ -57,8 +60,13 @@ def _login_profile(profile: LoginProfile) -> dict[str, Any]:
     }
 
 
-def login_profile_handlers(service: LoginProfileService, run: Runner) -> dict[str, RamHandler]:
-    """Return the login profile action handlers, by action name, bound to ``service``."""
+def login_profile_handlers(
+    service: LoginProfileService, identities: RamService, run: Runner
+) -> dict[str, RamHandler]:
+    """Return the login profile action handlers, by action name, bound to ``service``.
+
+    ``identities`` checks the identity policies of callers other than the account root.
+    """
 
     async def create_login_profile(ctx: CallContext, params: Params) -> dict[str, Any]:
         require_root(ctx, "CreateLoginProfile")
@@ -80,8 +88,10 @@ def login_profile_handlers(service: LoginProfileService, run: Runner) -> dict[st
         )
 
     async def get_login_profile(ctx: CallContext, params: Params) -> dict[str, Any]:
-        require_root(ctx, "GetLoginProfile")
-        profile = await run(service.get_login_profile, ctx.account_id, _user_name(params))
+        user_name = _user_name(params)
+        resource = ram_arn(ctx.account_id, "user", user_name)
+        await require_permission(ctx, identities, run, "GetLoginProfile", resource)
+        profile = await run(service.get_login_profile, ctx.account_id, user_name)
         return {"LoginProfile": _login_profile(profile)}
 
     async def update_login_profile(ctx: CallContext, params: Params) -> dict[str, Any]:

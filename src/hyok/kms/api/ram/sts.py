@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from hyok.kms.api.params import Params
-from hyok.kms.api.ram._wire import Runner, wire_date
-from hyok.kms.domain.policy_conditions import IpAddress
+from hyok.kms.api.ram._wire import Runner, source_address, wire_date
 from hyok.kms.domain.policy_principals import CallerKind
 from hyok.kms.ram import RamService, StsService
 from hyok.kms.ram.errors import invalid_parameter
@@ -20,13 +18,6 @@ __all__ = ["sts_handlers"]
 
 StsHandler = Callable[["CallContext", Params], Awaitable[dict[str, Any]]]
 _MAX_DURATION_DIGITS: Final = 9
-
-
-def _source_ip(ctx: CallContext) -> IpAddress | None:
-    try:
-        return ipaddress.ip_address(ctx.source_ip) if ctx.source_ip else None
-    except ValueError:
-        return None
 
 
 def _duration(params: Params) -> int | None:
@@ -82,7 +73,7 @@ def sts_handlers(sts: StsService, ram: RamService, run: Runner) -> dict[str, Sts
             role_arn=role_arn,
             session_name=session_name,
             duration_seconds=duration,
-            source_ip=_source_ip(ctx),
+            source_ip=source_address(ctx),
             secure_transport=True,
         )
 
