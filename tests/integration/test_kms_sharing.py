@@ -184,6 +184,18 @@ def test_quota_refuses_the_grant_that_exceeds_it(kms_stack: KmsStack) -> None:
     assert "UpdateKmsInstanceShareQuota" in error.data["Message"]
     assert key_count(kms_stack, instance_id) == keys_before
 
+    # A dry run checks the quota too, and an account the instance counts already passes.
+    dry_run = {
+        "DKMSInstanceId": instance_id,
+        "ExternalKeyId": "app-1",
+        "Policy": cross_account_policy(ACCOUNT_ID, FOREIGN[2]),
+        "DryRun": "true",
+    }
+    quota_exceeded(lambda: call(root, "CreateKey", dry_run))
+    counted = {**dry_run, "Policy": cross_account_policy(ACCOUNT_ID, FOREIGN[1])}
+    assert client_error(lambda: call(root, "CreateKey", counted)).code == "DryRunOperationError"
+    assert key_count(kms_stack, instance_id) == keys_before
+
     # SetKeyPolicy is refused the same way, and the stored policy stays.
     policy_before = call(root, "GetKeyPolicy", {"KeyId": first["KeyId"]})["Policy"]
     wider = cross_account_policy(ACCOUNT_ID, FOREIGN[0], FOREIGN[2])

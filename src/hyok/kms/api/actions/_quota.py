@@ -28,7 +28,7 @@ from hyok.kms.domain.share_quota import (
 from hyok.kms.store import KmsStore
 from hyok.kms.store.repositories import StoreSession
 
-__all__ = ["insert_key_within_quota", "replace_policy_within_quota"]
+__all__ = ["check_key_within_quota", "insert_key_within_quota", "replace_policy_within_quota"]
 
 
 def _check(session: StoreSession, instance_id: str, grants: frozenset[str], now: datetime) -> None:
@@ -82,6 +82,19 @@ def insert_key_within_quota(
         _check(session, key.instance_id, grants, now)
         session.keys.create(key, version, tags=tags)
         session.sharing.replace_key_grants(key.key_id, key.instance_id, grants, now)
+
+
+def check_key_within_quota(
+    store: KmsStore, key: Key, document: PolicyDocument, owner: str, now: datetime
+) -> None:
+    """Check a new key's policy against the quota of the instance ``owner`` owns; store nothing.
+
+    A CreateKey DryRun calls it. Nothing is locked, so a concurrent request
+    may still take the last unit before the real CreateKey.
+    """
+    with store.session(read_only=True) as session:
+        grants = granted_accounts(document, key_account=key.account_id, instance_owner=owner)
+        _check(session, key.instance_id, grants, now)
 
 
 def replace_policy_within_quota(

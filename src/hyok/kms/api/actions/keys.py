@@ -5,9 +5,9 @@ instance (``DKMSInstanceId``) and references a key in the customer's key
 manager (``ExternalKeyId``, a hyok extension of CreateKey). CreateKey reads
 the external key's metadata through the instance's XKI proxy and rejects a
 key that is not AES-256, lacks ENCRYPT or DECRYPT, or is not ENABLED.
-``DryRun=true`` runs those checks, proxy included, then fails with
-DryRunOperationError and stores nothing: the console checks an external key
-ID this way before it submits.
+``DryRun=true`` runs those checks, the proxy and the access management
+quota included, then fails with DryRunOperationError and stores nothing:
+the console checks an external key ID this way before it submits.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ from hyok.kms.api.actions._lookup import (
     request_metadata,
     require_connected,
 )
-from hyok.kms.api.actions._quota import insert_key_within_quota, replace_policy_within_quota
+from hyok.kms.api.actions._quota import (
+    check_key_within_quota,
+    insert_key_within_quota,
+    replace_policy_within_quota,
+)
 from hyok.kms.api.actions._services import Services, bind_actions
 from hyok.kms.api.app import CallContext, Handler
 from hyok.kms.api.errors import (
@@ -295,7 +299,9 @@ async def create_key(services: Services, ctx: CallContext, params: Params) -> di
     except ValidationError as exc:
         raise InvalidParameterError(f"The key cannot be created: {exc.message}.") from None
     if dry_run:
-        # NOTE: the access management quota is checked only when the key is stored.
+        await services.run(
+            check_key_within_quota, services.store, key, policy, instance.account_id, now
+        )
         raise DryRunOperationError(
             "The CreateKey request passed every check, including the external key's metadata "
             "from the XKI proxy, and would have succeeded; nothing was done because DryRun is "
