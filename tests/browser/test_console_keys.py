@@ -518,4 +518,14 @@ def test_favicon_is_our_own(page: Any, stack: ConsoleStack) -> None:
     response = page.request.get(f"{stack.console_url}/favicon.ico")
     assert response.status == 200
     assert response.headers["content-type"].startswith("image/svg+xml")
+    # At the site root too, where browsers look without a link.
+    response = page.request.get(f"{stack.url}/favicon.ico")
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    # Opening the endpoint itself leads to the console; a query still reaches the API.
+    page.goto(f"{stack.url}/")
+    assert page.url.startswith(f"{stack.console_url}/")
+    response = page.request.get(f"{stack.url}/?Action=DescribeRegions")
+    assert response.status == 400
+    assert response.json()["Code"] == "MissingParameter"
     assert errors == []

@@ -117,8 +117,12 @@ def wait_until_serving(kms: RunningKms, scheme: str, timeout: float = 30.0) -> N
         if kms.process.poll() is not None:
             raise AssertionError(f"the KMS exited early: {kms.log.read_text()}")
         try:
+            # An unsigned call; a GET of / without a query would go to the console.
             response = httpx.get(
-                f"{scheme}://{kms.endpoint}/", verify=verify, trust_env=False, timeout=2
+                f"{scheme}://{kms.endpoint}/?Action=DescribeRegions",
+                verify=verify,
+                trust_env=False,
+                timeout=2,
             )
             if response.status_code == 400:
                 return
@@ -519,7 +523,9 @@ def test_plain_http_with_flag_and_sigint_stop(tmp_path: Path) -> None:
     config.write_text(text)
     kms = start_kms(directory, port, scheme="http")
     try:
-        response = httpx.get(f"http://{kms.endpoint}/", trust_env=False, timeout=5)
+        response = httpx.get(
+            f"http://{kms.endpoint}/?Action=DescribeRegions", trust_env=False, timeout=5
+        )
         assert response.status_code == 400
         assert response.json()["Code"] == "MissingParameter"
     finally:

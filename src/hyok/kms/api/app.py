@@ -529,6 +529,13 @@ class KmsApp:
             # The console checks the rest of the path, and returns 404 for /consoleX.
             await self.console(scope, receive, send)
             return
+        if self.console is not None and scope["method"] in ("GET", "HEAD"):
+            # A browser that opens the endpoint, or requests an icon by habit, goes to
+            # the console. No API call is an unsigned GET of / without a query.
+            location = _BROWSER_REDIRECTS.get(scope["path"])
+            if location is not None and not (scope["path"] == "/" and scope["query_string"]):
+                await _redirect(send, location)
+                return
         started = time.perf_counter()
         request_id = str(uuid.uuid4()).upper()
         outcome = _Outcome()
@@ -844,6 +851,25 @@ def _via_service(parameters: Mapping[str, str]) -> str:
 
 CONSOLE_PATH: Final = "/console"
 """The path prefix of the web console, which :class:`KmsApp` passes to its ``console`` app."""
+_BROWSER_REDIRECTS: Final = {
+    "/": f"{CONSOLE_PATH}/",
+    "/favicon.ico": f"{CONSOLE_PATH}/static/favicon.svg",
+}
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 302,
+            "headers": [
+                (b"location", location.encode("ascii")),
+                (b"content-length", b"0"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
 
 HEALTH_PATH: Final = "/healthz"
 """A GET of this path gets status 200 while the app serves; it is no API call and no audit event."""
