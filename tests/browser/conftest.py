@@ -162,6 +162,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleS
             max_failed_sign_ins=5,
             failed_sign_in_window_seconds=300,
             audit_path=audit_path,
+            passwords=passwords,
         )
         app.console = console
         url = stack.enter_context(

@@ -15,6 +15,7 @@ from alibabacloud_ram20150501 import models as ram_models  # type: ignore[import
 from hyok.common.secrets import Secret
 from hyok.kms.domain.policy_principals import CallerKind, RamIdentity
 from hyok.kms.ram import ConsoleSignInError, LoginProfileService
+from hyok.kms.ram.errors import RamError
 from tests.conftest import register_sensitive
 from tests.integration._kms import ACCOUNT_ID, KmsStack, kms_stack, postgres_server
 from tests.integration._ram import check_error, create_access_key, create_user, ram, unique
@@ -166,3 +167,40 @@ def test_login_profiles_stay_in_account(kms_stack: KmsStack) -> None:
         )
     )
     check_error(error, "EntityNotExist.User", 404)
+
+
+def test_change_own_password(kms_stack: KmsStack) -> None:
+    name = unique("changer")
+    create_user(kms_stack, name)
+    create_profile(kms_stack, name, password_reset_required=True)
+    service = LoginProfileService(kms_stack.store)
+    user = RamIdentity(ACCOUNT_ID, CallerKind.USER, name)
+    assert service.password_reset_required(user)
+
+    with pytest.raises(ConsoleSignInError):
+        service.change_password(user, Secret(NEW_PASSWORD), Secret(NEW_PASSWORD))
+    for new, code in ((PASSWORD, "Unchanged"), (WEAK_PASSWORD, "Weak")):
+        with pytest.raises(RamError) as raised:
+            service.change_password(user, Secret(PASSWORD), Secret(new))
+        assert raised.value.code == f"InvalidParameter.Password.{code}"
+    assert service.password_reset_required(user)
+
+    service.change_password(user, Secret(PASSWORD), Secret(NEW_PASSWORD))
+    assert not service.password_reset_required(user)
+    assert get_profile(kms_stack, name).password_reset_required is False
+    assert service.sign_in(f"{name}@{ACCOUNT_ID}", Secret(NEW_PASSWORD)) == user
+    with pytest.raises(ConsoleSignInError):
+        service.sign_in(f"{name}@{ACCOUNT_ID}", Secret(PASSWORD))
+
+
+def test_root_and_role_password_change(kms_stack: KmsStack) -> None:
+    service = LoginProfileService(kms_stack.store)
+    root = RamIdentity(ACCOUNT_ID, CallerKind.ROOT)
+    assert not service.password_reset_required(root)
+    service.set_root_console_password(ACCOUNT_ID, Secret(PASSWORD))
+    service.change_password(root, Secret(PASSWORD), Secret(NEW_PASSWORD))
+    assert service.sign_in(ACCOUNT_ID, Secret(NEW_PASSWORD)) == root
+    role = RamIdentity(ACCOUNT_ID, CallerKind.ROLE, "auditor")
+    assert not service.password_reset_required(role)
+    with pytest.raises(ValueError, match="role session has no console password"):
+        service.change_password(role, Secret(PASSWORD), Secret(NEW_PASSWORD))

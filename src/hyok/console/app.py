@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
@@ -67,6 +67,14 @@ Raises :class:`hyok.kms.ram.errors.ConsoleSignInError` for every failure.
 """
 
 
+class PasswordChanges(Protocol):
+    """A principal's own console password, as LoginProfileService keeps it (blocking)."""
+
+    def password_reset_required(self, identity: RamIdentity) -> bool: ...
+
+    def change_password(self, identity: RamIdentity, current: Secret, new: Secret) -> None: ...
+
+
 class Console:
     """The console's dependencies and its ASGI app.
 
@@ -74,7 +82,9 @@ class Console:
     keeps sessions, ``limiter`` counts failed sign-ins, and ``executor``
     runs blocking work (None: the loop's default executor). ``audit_path``
     is the KMS audit trail, whose events of a key its details page shows
-    (None: the page shows none).
+    (None: the page shows none). ``passwords`` lets a principal change its
+    password and makes a RAM user whose login profile has
+    PasswordResetRequired change it first (None: no password page).
     """
 
     def __init__(
@@ -86,9 +96,11 @@ class Console:
         limiter: FailedSignInLimiter,
         executor: Executor | None = None,
         audit_path: Path | None = None,
+        passwords: PasswordChanges | None = None,
     ) -> None:
         self.kms = kms
         self.audit_path = audit_path
+        self.passwords = passwords
         self.sign_in = sign_in
         self.sessions = sessions
         self.limiter = limiter
@@ -118,13 +130,14 @@ class Console:
 
 
 def _routes() -> Sequence[BaseRoute]:
-    from hyok.console.views import auth, instances, keys
+    from hyok.console.views import auth, instances, keys, password
 
     static = StaticFiles(packages=[("hyok.console", "static")])
     return [
         Mount(f"{BASE_PATH}/static", app=static, name="static"),
         Route(f"{BASE_PATH}/favicon.ico", _favicon, methods=["GET"]),
         *auth.routes(),
+        *password.routes(),
         *keys.routes(),
         *instances.routes(),
         Route(BASE_PATH + "/{path:path}", auth.not_found, methods=["GET", "POST"]),

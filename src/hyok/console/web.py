@@ -39,7 +39,7 @@ from hyok.console.i18n import (
 from hyok.console.security import RequestBodyTooLargeError
 from hyok.console.sessions import ActiveSession, SessionState, sign_in_name
 from hyok.kms.api.errors import KmsError
-from hyok.kms.domain.policy_principals import RamIdentity
+from hyok.kms.domain.policy_principals import CallerKind, RamIdentity
 from hyok.kms.store import StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ __all__ = [
     "BASE_PATH",
     "LANGUAGE_COOKIE",
     "N_",
+    "PASSWORD_PATH",
     "PRESESSION_COOKIE",
     "SESSION_COOKIE",
     "ActionError",
@@ -62,6 +63,8 @@ __all__ = [
 logger = logging.getLogger("hyok.console")
 
 BASE_PATH: Final = "/console"
+PASSWORD_PATH: Final = f"{BASE_PATH}/password"
+"""The page where a signed-in principal changes its console password."""
 SESSION_COOKIE: Final = "__Host-hyok_console"
 PRESESSION_COOKIE: Final = "__Host-hyok_console_csrf"
 LANGUAGE_COOKIE: Final = "__Host-hyok_console_lang"
@@ -166,6 +169,15 @@ class View:
     def principal_name(self) -> str:
         """The sign-in name of the principal, for the top bar."""
         return sign_in_name(self.principal)
+
+    @property
+    def can_change_password(self) -> bool:
+        """Whether the principal has a console password of its own to change (a role has none)."""
+        return (
+            self.console.passwords is not None
+            and self.session is not None
+            and self.session.principal.kind is not CallerKind.ROLE
+        )
 
     @property
     def csrf_token(self) -> str:
@@ -349,11 +361,25 @@ PageFunction = Callable[[View], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def page(*, signed_in: bool = True) -> Callable[[PageFunction], Endpoint]:
+async def _must_change_password(view: View) -> bool:
+    # One read of the login profile per page of a RAM user, so that a reset that
+    # an administrator requires applies at the user's next page.
+    passwords = view.console.passwords
+    session = view.session
+    if passwords is None or session is None or session.principal.kind is not CallerKind.USER:
+        return False
+    return bool(await view.run(passwords.password_reset_required, session.principal))
+
+
+def page(
+    *, signed_in: bool = True, before_password_change: bool = False
+) -> Callable[[PageFunction], Endpoint]:
     """Make a page function a Starlette endpoint.
 
     With ``signed_in``, a request without a valid session is redirected to
-    the sign-in page, which names the reason (idle timeout, ended). Every POST
+    the sign-in page, which names the reason (idle timeout, ended), and a
+    RAM user that must change its password is redirected to the password
+    page, unless ``before_password_change`` allows the page. Every POST
     must carry the CSRF token, else it gets 403 and the page function does
     not run.
     """
@@ -365,6 +391,8 @@ def page(*, signed_in: bool = True) -> Callable[[PageFunction], Endpoint]:
             try:
                 if signed_in and view.session is None:
                     raise SignInRequiredError(request.state.session_state)
+                if signed_in and not before_password_change and await _must_change_password(view):
+                    return view.redirect(PASSWORD_PATH)
                 if view.session is not None and not console.regions:
                     await _load_regions(view)
                 if request.method == "POST" and not await _csrf_valid(view):

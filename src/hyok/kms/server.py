@@ -142,16 +142,18 @@ def build_app(settings: KmsSettings, *, migrate: bool = True) -> KmsApp:
     )
     if settings.console.enabled:
         console = settings.console
+        passwords = LoginProfileService(store)
         app.console = build_console(
             app,
             store.database,
-            LoginProfileService(store).sign_in,
+            passwords.sign_in,
             idle_timeout_seconds=console.idle_timeout_seconds,
             session_lifetime_seconds=console.session_lifetime_seconds,
             max_failed_sign_ins=console.max_failed_sign_ins,
             failed_sign_in_window_seconds=console.failed_sign_in_window_seconds,
             executor=executor,
             audit_path=settings.audit.path,
+            passwords=passwords,
         )
     return app
 

@@ -118,7 +118,7 @@ async def sign_in(view: View) -> Response:
     return view.redirect(next_path)
 
 
-@page()
+@page(before_password_change=True)
 async def sign_out(view: View) -> Response:
     session = view.session
     assert session is not None

@@ -11,6 +11,7 @@ reach a message, a log line or the database: only their hashes are stored.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import secrets
@@ -298,6 +299,54 @@ class LoginProfileService:
             verify_password(password, dummy_password_hash(self.parameters))
             raise ConsoleSignInError() from None
         return self.verify_console_password(name.account_id, name.user_name, password)
+
+    # --- Changing one's own password --------------------------------------------------------
+
+    def password_reset_required(self, identity: RamIdentity) -> bool:
+        """Tell whether ``identity`` must change its password before it uses the console."""
+        if identity.kind is not CallerKind.USER or identity.name is None:
+            return False
+        with self.store.session(read_only=True) as session:
+            profile = session.login_profiles.get(identity.account_id, identity.name)
+        return profile is not None and profile.password_reset_required
+
+    def change_password(self, identity: RamIdentity, current: Secret, new: Secret) -> None:
+        """Replace the console password of ``identity`` once ``current`` verifies.
+
+        For a RAM user this also clears PasswordResetRequired. Raises
+        ConsoleSignInError for a wrong ``current`` (after one scrypt run, as a
+        sign-in), ``InvalidParameter.Password.*`` for a ``new`` that breaks the
+        password policy or equals ``current``, and
+        ``EntityNotExist.User.LoginProfile`` if the profile was deleted meanwhile.
+        """
+        if identity.kind is CallerKind.ROLE:
+            raise ValueError("a role session has no console password")
+        user_name = identity.name if identity.kind is CallerKind.USER else None
+        self.verify_console_password(identity.account_id, user_name, current)
+        _checked_password(new)
+        if hmac.compare_digest(current.reveal_bytes(), new.reveal_bytes()):
+            raise invalid_parameter(
+                "InvalidParameter.Password.Unchanged",
+                "the new password is the current one: choose a different password",
+            )
+        new_hash = self._hash(new)
+        with self.store.session() as session:
+            if user_name is None:
+                session.console_passwords.set_hash(identity.account_id, new_hash, self.clock())
+                return
+            profile = session.login_profiles.get(identity.account_id, user_name, for_update=True)
+            if profile is None:
+                raise _profile_missing(user_name)
+            session.login_profiles.update(
+                LoginProfile(
+                    account_id=identity.account_id,
+                    user_name=user_name,
+                    password_hash=new_hash,
+                    password_reset_required=False,
+                    created_at=profile.created_at,
+                    updated_at=self.clock(),
+                )
+            )
 
     def _stored_hash(self, account_id: str, user_name: str | None) -> str | None:
         with self.store.session(read_only=True) as session:
