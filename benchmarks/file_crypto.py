@@ -29,13 +29,13 @@ Writing 2 GiB into the page cache needs 2 GiB of free memory, and on a
 virtual machine that returns freed memory to its host (virtio-balloon free
 page reporting), the host must supply each page again on first use. On
 such a machine, one plain copy of a 2 GiB file took from 0.7 to 5.5 seconds
-of system time in four runs in a row, and nothing on the guest explained
-the difference. Each row therefore deletes
-its own output of the previous round just before it runs, so that every
-row starts with the same amount of just-freed memory. The order of the
-rows turns from round to round, and the summary takes the best and the
-median of the rounds. The first round has no earlier output and is the
-slowest.
+of system time in four runs in a row. Memory freed a moment earlier had
+not been returned yet and cost little. So just before each row a helper
+process writes to 4 GiB of memory (``--cushion-mib``) and exits, which
+frees it, and each row deletes its own output of the previous round.
+With that, the same rows varied by tens of percent instead of five times.
+The order of the rows turns from round to round, and the summary takes
+the best and the median of the rounds.
 
 Throughput is the input size divided by the wall time. The "streaming" rows
 subtract the empty-file run, so they show the frame loop without the fixed
@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import mmap
 import os
 import shutil
 import signal
@@ -86,14 +87,24 @@ class Row:
         return self.size_bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
 
 
-def run_child(name: str, command: Sequence[str], size: int, **options: Any) -> Row:
+def run_child(
+    name: str, command: Sequence[str], size: int, *, cushion: int = 0, **options: Any
+) -> Row:
     """Run ``command`` to completion; measure its wall time, CPU time and peak RSS.
 
     The page cache's dirty data are written out first, so that no row waits
     for the writes of the row before it: the kernel slows a writer down once
-    too much unwritten data has piled up.
+    too much unwritten data has piled up. With ``cushion`` bytes, a helper
+    process first writes to that much memory and frees it as it exits, just
+    before the child starts (see the module docstring).
     """
     os.sync()
+    if cushion:
+        # A process of its own: a child forked from a harness that had touched
+        # the memory would report the harness's peak RSS as its own.
+        subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--touch", str(cushion)], check=True
+        )
     started = time.perf_counter()
     process = subprocess.Popen(command, **options)
     _, status, usage = os.wait4(process.pid, 0)
@@ -110,6 +121,14 @@ def run_child(name: str, command: Sequence[str], size: int, **options: Any) -> R
         peak_rss_mib=usage.ru_maxrss / 1024,
         size_bytes=size,
     )
+
+
+def touch_memory(size: int) -> None:
+    """Map ``size`` bytes of anonymous memory and write every page of it; exiting frees them."""
+    memory = mmap.mmap(-1, size)
+    page = b"\x01" * CHUNK
+    for offset in range(0, size - CHUNK + 1, CHUNK):
+        memory[offset : offset + CHUNK] = page
 
 
 # Child modes: the baseline and the AWS Encryption SDK.
@@ -289,6 +308,7 @@ def compile_hyok() -> None:
 
 def measure(options: argparse.Namespace, work: Path) -> list[Row]:
     size = options.size_mib << 20
+    cushion = options.cushion_mib << 20
     compile_hyok()
     source = work / "input.bin"
     empty = work / "empty.bin"
@@ -335,7 +355,7 @@ def measure(options: argparse.Namespace, work: Path) -> list[Row]:
                 # so that every row starts with as much just-freed memory (see
                 # the module docstring).
                 output.unlink(missing_ok=True)
-                rows.append(run_child(f"{name}{suffix}", command, size, **quiet))
+                rows.append(run_child(f"{name}{suffix}", command, size, cushion=cushion, **quiet))
                 if output is opened and not same_contents(source, opened):
                     raise SystemExit("decrypt-file did not return the original bytes")
         scratch.unlink(missing_ok=True)
@@ -358,7 +378,10 @@ def measure(options: argparse.Namespace, work: Path) -> list[Row]:
             label = "0x0478" if suite.endswith("COMMIT_KEY") else "0x0578"
             for mode, inputs in (("encrypt", (source, sealed)), ("decrypt", (sealed, opened))):
                 command = [*this, "--sdk", mode, suite, str(options.frame_size), *map(str, inputs)]
-                rows.append(run_child(f"aws-encryption-sdk {label} {mode}", command, size, **quiet))
+                row = run_child(
+                    f"aws-encryption-sdk {label} {mode}", command, size, cushion=cushion, **quiet
+                )
+                rows.append(row)
             if not same_contents(source, opened):
                 raise SystemExit("the AWS Encryption SDK did not return the original bytes")
             sealed.unlink()
@@ -430,15 +453,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="directory for the files (default: a temporary directory)",
     )
+    parser.add_argument(
+        "--cushion-mib",
+        type=int,
+        default=4096,
+        help="memory to touch and free before each row, in MiB (0 for none)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     parser.add_argument(
         "--baseline", nargs=2, type=Path, metavar=("IN", "OUT"), help=argparse.SUPPRESS
     )
     parser.add_argument("--sdk", dest="sdk_child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--touch", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
 
     if options.baseline:
         baseline(*options.baseline)
+        return
+    if options.touch:
+        touch_memory(options.touch)
         return
     if options.sdk_child:
         mode, suite, frame, source, destination = options.sdk_child

@@ -48,7 +48,11 @@ _SEQUENCE: Final = struct.Struct(">I")
 # encrypt_into and decrypt_into reuse one output buffer; older cryptography
 # releases lack them, so the frame loops fall back to a new object per frame.
 _HAS_INTO: Final = hasattr(AESGCM, "encrypt_into")
-_FINAL_PREFIX: Final = struct.Struct(">II")
+# The fields before a frame's ciphertext: sequence number and IV, and for the
+# final frame a marker before them and the length after them.
+_FRAME_FIELDS: Final = struct.Struct(f">I{IV_LENGTH}s")
+_FINAL_FRAME_FIELDS: Final = struct.Struct(f">II{IV_LENGTH}sI")
+_FINAL_FIELDS: Final = _FINAL_FRAME_FIELDS.size
 
 
 def wipe(buffer: bytearray) -> None:
@@ -125,9 +129,12 @@ def _encrypt_frames(
 ) -> int:
     frame_length = len(buffer)
     view = memoryview(buffer)
-    # The cipher writes into one reused buffer: a fresh frame-sized object per
-    # frame costs page faults that show in the benchmark. Ciphertext needs no wiping.
-    output_view = memoryview(bytearray(frame_length + TAG_LENGTH))
+    # Each frame leaves in one write: its fields, then the ciphertext and the tag,
+    # which the cipher writes into the same reused buffer. The fields end where
+    # the ciphertext starts, and the final frame's fields are longer.
+    # Ciphertext needs no wiping.
+    output = bytearray(_FINAL_FIELDS + frame_length + TAG_LENGTH)
+    output_view = memoryview(output)
     total = 0
     sequence = 1
     while True:
@@ -142,18 +149,18 @@ def _encrypt_frames(
             )
         iv = frame_iv(sequence)
         aad = frame_aad(message_id, sequence, count, final=final)
-        sealed: memoryview | bytes
-        if _HAS_INTO:
-            sealed = output_view[: count + TAG_LENGTH]
-            aead.encrypt_into(iv, view[:count], aad, sealed)
-        else:
-            sealed = aead.encrypt(iv, view[:count], aad)
         if final:
-            sink.write(_FINAL_PREFIX.pack(SEQUENCE_NUMBER_END, sequence) + iv)
-            sink.write(_SEQUENCE.pack(count))
+            start = 0
+            _FINAL_FRAME_FIELDS.pack_into(output, 0, SEQUENCE_NUMBER_END, sequence, iv, count)
         else:
-            sink.write(_SEQUENCE.pack(sequence) + iv)
-        sink.write(sealed)
+            start = _FINAL_FIELDS - _FRAME_FIELDS.size
+            _FRAME_FIELDS.pack_into(output, start, sequence, iv)
+        end = _FINAL_FIELDS + count + TAG_LENGTH
+        if _HAS_INTO:
+            aead.encrypt_into(iv, view[:count], aad, output_view[_FINAL_FIELDS:end])
+        else:
+            output_view[_FINAL_FIELDS:end] = aead.encrypt(iv, view[:count], aad)
+        sink.write(output_view[start:end])
         total += count
         if on_progress is not None:
             on_progress(count)
