@@ -2,9 +2,10 @@
 
 ``hyok encrypt-file`` and ``decrypt-file`` make one call each
 (GenerateDataKey, Decrypt). Through the official SDK, its import alone
-costs about 0.3 s of every run, which on a 2 GB file is a sixth of the
-time. This client signs the call with :func:`hyok.common.acs_signer.sign_acs3`,
-the SDK's ACS3-HMAC-SHA256 algorithm, and sends it with ``http.client``:
+cost about 0.35 s of every run, a third of the time plain AES-GCM takes
+for 2 GB on the benchmark machine (docs/benchmarks.md). This client
+signs the call with :func:`hyok.common.acs_signer.sign_acs3`, the SDK's
+ACS3-HMAC-SHA256 algorithm, and sends it with ``http.client``:
 one HTTPS POST to ``/``, the parameters in a form body, a JSON response.
 
 It takes the same KmsTarget as :class:`~hyok.cli._kms_api.KmsClient`, so

@@ -2,7 +2,7 @@
 
 The official SDK signs every request the ``hyok kms`` commands send. The
 file commands sign their two calls with :func:`sign_acs3` instead, because
-importing the SDK costs them about 0.3 s before the first byte. The result
+importing the SDK costs them about 0.35 s before the first byte. The result
 is the same header the SDK computes for the same request, which
 tests/unit/test_acs_signer.py checks against the SDK's own function.
 
