@@ -56,6 +56,15 @@ def test_sign_in_ram_user_runs_as_user(page: Any, console_stack: ConsoleStack) -
     assert f"{USER_NAME}@{ACCOUNT_ID}" in page.locator(".principal").inner_text()
     # alice has no identity policy, so the KMS denies ListKmsInstances, as it would her AccessKey.
     assert "Forbidden.NoPermission" in page.locator(".alert-error").inner_text()
+    assert "You are not allowed" not in page.locator(".alert-error").inner_text()
+
+    # In Chinese, the box first says what the code means, then gives the API's own message.
+    page.get_by_label("Language").select_option("zh_CN")
+    page.get_by_role("button", name="Switch language").click()
+    page.wait_for_load_state()
+    error = page.locator(".alert-error").inner_text()
+    assert "您无权执行此操作" in error
+    assert "Forbidden.NoPermission" in error
 
 
 def test_sign_in_wrong_password(page: Any, console_stack: ConsoleStack) -> None:

@@ -47,6 +47,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hyok.common.secrets import Secret
+from hyok.console.errors import ERROR_SUMMARIES
 from hyok.console.ratelimit import FailedSignInLimiter
 from hyok.console.security import ConsoleGuard
 from hyok.console.sessions import SessionManager
@@ -118,6 +119,7 @@ class Console:
         self.templates.install_gettext_callables(  # type: ignore[attr-defined]
             template_gettext, template_ngettext, newstyle=True
         )
+        self.templates.globals["error_summaries"] = ERROR_SUMMARIES
         app = Starlette(routes=_routes())
         app.state.console = self
         self._app = ConsoleGuard(app)
