@@ -155,7 +155,7 @@ class _State:
     xki_endpoint: str
     external_key_id: str | None
     #: The account root's console password, or None when it was changed
-    #: outside ``hyok up`` (``hyok kms account set-console-password``).
+    #: outside ``hyok up`` (on the console or with ``hyok kms account set-console-password``).
     console_password: str | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
@@ -748,12 +748,14 @@ def _summary(layout: _Layout, state: _State, status: str, new_access_key: bool) 
         + (
             ", with console_password from the file below)"
             if state.console_password is not None
-            else ", with the password set by 'hyok kms account set-console-password')"
+            else ", with the password you set on the console's password page or with "
+            "'hyok kms account set-console-password')"
         ),
         f"  Instance:       {state.instance_id}  ({status or 'status unknown'})",
         f"  External key:   {state.external_key_id}",
-        f"  Connection details, with the AccessKey secret and console password: "
-        f"{layout.state_path} (mode 0600)",
+        "  Connection details, with the AccessKey secret"
+        + (" and console password" if state.console_password is not None else "")
+        + f": {layout.state_path} (mode 0600)",
         f"  Logs:           {layout.log_dir}",
     ]
     if status != "Connected":

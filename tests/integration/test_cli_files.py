@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -232,6 +233,7 @@ def test_flipped_byte_in_data_key(files: Files) -> None:
     message = files.fails(changed(sealed, flip(data, offset), "edk.hyok"))
     assert "the KMS did not decrypt the data key" in message
     assert "CiphertextBlob" in message
+    assert "its header (the encrypted data key or the encryption context) is damaged" in message
 
 
 def test_truncated_file(files: Files) -> None:
@@ -390,3 +392,46 @@ def test_stdin_through_cli_runner(files: Files) -> None:
     assert decrypted.exit_code == 0, decrypted.output
     assert decrypted.stdout_bytes == data
     assert io.BytesIO(decrypted.stdout_bytes).read() == data
+
+
+def test_connection_options_checked_first(files: Files, tmp_path: Path) -> None:
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"data")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("junk\n")
+    args = ["encrypt-file", "--key-id", files.key_id, "--ca-cert", str(junk)]
+    result = files.run([*args, str(plain), str(tmp_path / "out.hyok")])
+    assert result.exit_code == 1
+    assert f"the file {junk} named by --ca-cert holds no valid PEM certificate" in result.stderr
+    assert "Traceback" not in result.output
+
+    # --endpoint skips the default hyok-up.json, and the error says how to use it.
+    env = {"HYOK_DATA_DIR": str(files.up_file.parent)}
+    default = files.up_file.parent / "hyok-up.json"
+    assert default == files.up_file
+    result = CliRunner().invoke(
+        cli,
+        [*args[:3], "--endpoint", f"127.0.0.1:{files.stack.port}", str(plain), str(tmp_path / "x")],
+        env=env,
+    )
+    assert result.exit_code == 1
+    assert f"add --up-file {default} to sign with its AccessKey" in result.stderr
+
+
+def test_unreachable_kms_on_decrypt(files: Files, tmp_path: Path) -> None:
+    sealed = files.sealed(b"data")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": files.stack.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": files.stack.secret,
+    }
+    result = CliRunner().invoke(
+        cli,
+        ["decrypt-file", "--endpoint", f"127.0.0.1:{port}", str(sealed), str(tmp_path / "o")],
+        env=env,
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot decrypt the data key of key ")
+    assert "connection refused" in result.stderr

@@ -31,11 +31,13 @@ from hyok.cli._kms_api import (
 )
 from hyok.cli.kms_calls import register
 from hyok.cli.kms_instances import read_proxy_configuration
+from hyok.common.tls import create_ca
 from hyok.xki.credentials import generate_credential, proxy_configuration
 
 Sensitive = Callable[[bytes | str], None]
 
 SECRET = "unit-test-access-key-secret-7c41"
+CA_PEM = create_ca("unit test CA", days=1).cert_pem
 ACCESS_KEY_ID = "LTAIunittestunittest01"
 
 
@@ -211,7 +213,7 @@ def test_endpoint_option_ignores_default_file(
 
 def test_options_override_file(tmp_path: Path) -> None:
     ca_file = tmp_path / "other-ca.pem"
-    ca_file.write_text("not read here", encoding="ascii")
+    ca_file.write_bytes(CA_PEM)
     up_file = write_up_file(tmp_path / "hyok-up.json")
     target = resolve_target(
         options(up_file=up_file, endpoint="127.0.0.1:9443", region="cn-beijing", ca_cert=ca_file)
@@ -224,7 +226,7 @@ def test_options_override_file(tmp_path: Path) -> None:
 
 def test_relative_ca_cert_is_relative_to_file(tmp_path: Path) -> None:
     (tmp_path / "kms" / "tls").mkdir(parents=True)
-    (tmp_path / "kms" / "tls" / "ca.pem").write_text("x", encoding="ascii")
+    (tmp_path / "kms" / "tls" / "ca.pem").write_bytes(CA_PEM)
     up_file = write_up_file(tmp_path / "hyok-up.json", ca_cert="kms/tls/ca.pem")
     assert resolve_target(options(up_file=up_file)).ca_cert == tmp_path / "kms" / "tls" / "ca.pem"
 
@@ -235,6 +237,17 @@ def test_missing_ca_cert(tmp_path: Path) -> None:
     assert f"the CA certificate {tmp_path / 'gone.pem'} named by ca_cert in {up_file}" in message
     message = resolve_error(options(up_file=up_file, ca_cert=tmp_path / "also-gone.pem"))
     assert "named by --ca-cert does not exist" in message
+
+
+@pytest.mark.parametrize("content", [b"junk\n", b"", b"-----BEGIN PRIVATE KEY-----\nAAAA\n"])
+def test_ca_cert_without_certificate(tmp_path: Path, content: bytes) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(content)
+    message = resolve_error(options(up_file=write_up_file(tmp_path / "up.json"), ca_cert=junk))
+    assert message == (
+        f"the file {junk} named by --ca-cert holds no valid PEM certificate; pass the PEM file "
+        "of the CA that signed the KMS certificate with --ca-cert"
+    )
 
 
 def test_environment_overrides_file_credentials(

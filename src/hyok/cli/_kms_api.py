@@ -301,14 +301,12 @@ def resolve_target(options: ConnectionOptions) -> KmsTarget:
     if ca_cert is None and "ca_cert" in values and up_file is not None:
         # A relative path in the file is relative to the file's directory.
         ca_cert = up_file.parent / values["ca_cert"]
-    if ca_cert is not None and not ca_cert.is_file():
+    if ca_cert is not None:
         origin = "--ca-cert" if options.ca_cert is not None else f"ca_cert in {up_file}"
-        raise CliError(
-            f"the CA certificate {ca_cert} named by {origin} does not exist; pass the PEM "
-            "file of the CA that signed the KMS certificate with --ca-cert"
-        )
+        _check_ca_file(ca_cert, origin)
 
-    access_key_id, secret = _credentials(values, up_file)
+    skipped = options.endpoint is not None and up_file is None and default_up_file().is_file()
+    access_key_id, secret = _credentials(values, up_file, default_skipped=skipped)
     return KmsTarget(
         endpoint=endpoint,
         region=options.region or values.get("region") or DEFAULT_REGION,
@@ -320,6 +318,21 @@ def resolve_target(options: ConnectionOptions) -> KmsTarget:
         endpoint_given=options.endpoint is not None,
         security_token=_security_token(),
     )
+
+
+def _check_ca_file(path: Path, origin: str) -> None:
+    """Reject a CA file that does not exist or holds no PEM certificate, before any call."""
+    import ssl
+
+    fix = "pass the PEM file of the CA that signed the KMS certificate with --ca-cert"
+    if not path.is_file():
+        raise CliError(f"the CA certificate {path} named by {origin} does not exist; {fix}")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError):
+        raise CliError(
+            f"the file {path} named by {origin} holds no valid PEM certificate; {fix}"
+        ) from None
 
 
 def _security_token() -> Secret | None:
@@ -334,8 +347,13 @@ def _security_token() -> Secret | None:
     return Secret(token)
 
 
-def _credentials(values: Mapping[str, str], up_file: Path | None) -> tuple[str, Secret]:
-    """Return the AccessKey: both environment variables, else both fields of the file."""
+def _credentials(
+    values: Mapping[str, str], up_file: Path | None, *, default_skipped: bool = False
+) -> tuple[str, Secret]:
+    """Return the AccessKey: both environment variables, else both fields of the file.
+
+    ``default_skipped`` tells that --endpoint made the default hyok-up.json go unread.
+    """
     env_id = os.environ.get(ACCESS_KEY_ID_ENV) or None
     env_secret = os.environ.get(ACCESS_KEY_SECRET_ENV) or None
     if env_id is not None and env_secret is not None:
@@ -350,6 +368,11 @@ def _credentials(values: Mapping[str, str], up_file: Path | None) -> tuple[str, 
     if "access_key_id" in values and "access_key_secret" in values:
         return values["access_key_id"], Secret(values["access_key_secret"])
     where = f"the connection file {up_file} has none" if up_file else "no connection file is used"
+    if default_skipped:
+        where += (
+            f" (with --endpoint, {default_up_file()} is not read: add --up-file "
+            f"{default_up_file()} to sign with its AccessKey)"
+        )
     raise CliError(
         f"no AccessKey to sign requests with: {where}. Set {ACCESS_KEY_ID_ENV} and "
         f"{ACCESS_KEY_SECRET_ENV}, or use the hyok-up.json of 'hyok up'"

@@ -42,13 +42,21 @@ from hyok.cli._kms_api import (
 from hyok.common.acs_signer import sign_acs3
 from hyok.kms import API_VERSION
 
-__all__ = ["MAX_RESPONSE_BYTES", "DirectKmsClient"]
+__all__ = ["MAX_RESPONSE_BYTES", "DirectKmsClient", "KmsApiError"]
 
 #: The largest response body read. A GenerateDataKey or Decrypt response is
 #: under 2 KiB; anything near this is not the KMS.
 MAX_RESPONSE_BYTES: Final = 1 << 20
 _USER_AGENT: Final = f"hyok-cli/{__version__}"
 _PROXY_VARIABLES: Final = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+class KmsApiError(CliError):
+    """The KMS answered with an error; ``code`` is its error code, such as Forbidden.KeyNotFound."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class DirectKmsClient:
@@ -153,7 +161,7 @@ class DirectKmsClient:
         text = f"{code_text}: {message if isinstance(message, str) else 'no message'}"
         if isinstance(request_id, str) and request_id:
             text += f" (request {request_id})"
-        raise CliError(api_failure_text(self.url, code_text, text))
+        raise KmsApiError(api_failure_text(self.url, code_text, text), code_text)
 
 
 class _TimedHTTPSConnection(http.client.HTTPSConnection):

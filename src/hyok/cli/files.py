@@ -37,7 +37,7 @@ import click
 
 from hyok.cli._common import CliError
 from hyok.cli._kms_api import ConnectionOptions, connection_options, resolve_target
-from hyok.cli._kms_direct import DirectKmsClient
+from hyok.cli._kms_direct import DirectKmsClient, KmsApiError
 from hyok.files.format import (
     DATA_KEY_LENGTH,
     DEFAULT_FRAME_LENGTH,
@@ -76,6 +76,9 @@ _FRAME_MULTIPLE: Final = 128
 #: Inputs at least this large get a progress bar when standard error is a terminal.
 PROGRESS_MIN_BYTES: Final = 64 << 20
 _COPY_CHUNK: Final = 1 << 20
+#: Error codes of KMS Decrypt for a CiphertextBlob that was changed: a changed
+#: key ID names a key that does not exist, and other changes fail the blob's checks.
+_DAMAGED_BLOB_CODES: Final = frozenset({"Forbidden.KeyNotFound", "InvalidParameter"})
 _STDIO: Final = "-"
 
 
@@ -422,9 +425,18 @@ def _unwrapper(
                 return _decode_data_key(body, client)
         assert failure is not None
         key_name = keys[-1].key_info.decode("utf-8", "replace")
-        raise CliError(
-            f"the KMS did not decrypt the data key of key {key_name}: {failure.format_message()}"
-        )
+        if not isinstance(failure, KmsApiError):
+            # The KMS was not reached, or did not respond.
+            raise CliError(
+                f"cannot decrypt the data key of key {key_name}: {failure.format_message()}"
+            )
+        text = f"the KMS did not decrypt the data key of key {key_name}: {failure.format_message()}"
+        if failure.code in _DAMAGED_BLOB_CODES:
+            text += (
+                f". If the file was encrypted under key {key_name}, its header (the encrypted "
+                "data key or the encryption context) is damaged"
+            )
+        raise CliError(text)
 
     return unwrap
 
