@@ -49,6 +49,8 @@ def test_reset_required_before_any_page(page: Any, console_stack: ConsoleStack) 
     assert page.url.endswith("/console/password")
     assert "requires a new password" in page.locator(".alert-warning").inner_text()
     screenshot(page, "password-required-en")
+    # Links elsewhere would only lead back here, so the page has none.
+    assert page.locator(".side-nav").count() == 0
     # Every other page leads back here until the password is changed.
     page.goto(f"{console_stack.console_url}/keys")
     assert page.url.endswith("/console/password")
@@ -58,9 +60,11 @@ def test_reset_required_before_any_page(page: Any, console_stack: ConsoleStack) 
     change(page, FIRST_PASSWORD, NEW_PASSWORD, "other-Pass-1111")
     assert "The two new passwords differ" in error_text(page)
     change(page, FIRST_PASSWORD, FIRST_PASSWORD)
-    assert "the new password is the current one" in error_text(page)
+    assert error_text(page) == "Choose a password other than the current one."
     change(page, FIRST_PASSWORD, "short1")
-    assert "8" in error_text(page)
+    assert error_text(page) == "Use 8 to 128 characters."
+    change(page, FIRST_PASSWORD, "onlyletters")
+    assert error_text(page) == "Use at least one letter and one digit."
 
     change(page, FIRST_PASSWORD, NEW_PASSWORD)
     assert page.get_by_role("heading", level=1).inner_text() == "Password changed"
@@ -101,4 +105,10 @@ def test_password_page_in_chinese(page: Any, console_stack: ConsoleStack) -> Non
     page.wait_for_load_state()
     assert page.get_by_role("heading", level=1).inner_text() == "修改密码"
     assert "管理员要求您设置新密码" in page.locator(".alert-warning").inner_text()
+    page.get_by_label("当前密码").fill(FIRST_PASSWORD)
+    page.get_by_label("新密码", exact=True).fill("onlyletters")
+    page.get_by_label("再次输入新密码").fill("onlyletters")
+    page.get_by_role("button", name="修改密码").click()
+    page.wait_for_load_state()
+    assert error_text(page) == "至少包含一个字母和一个数字。"
     screenshot(page, "password-required-zh_CN")

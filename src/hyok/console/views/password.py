@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from hyok.common.errors import RequestError
 from hyok.common.secrets import Secret
-from hyok.console.web import PASSWORD_PATH, SESSION_COOKIE, View, page
+from hyok.console.web import N_, PASSWORD_PATH, SESSION_COOKIE, View, page
 from hyok.kms.domain.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from hyok.kms.domain.policy_principals import CallerKind
 from hyok.kms.ram.errors import ConsoleSignInError
@@ -27,6 +28,10 @@ from hyok.kms.ram.errors import ConsoleSignInError
 __all__ = ["routes"]
 
 logger = logging.getLogger("hyok.console")
+
+_INVALID_CHARS: Final = N_("Use printable ASCII characters only, space included.")
+_WEAK: Final = N_("Use at least one letter and one digit.")
+_UNCHANGED: Final = N_("Choose a password other than the current one.")
 
 
 async def _form(view: View, *, status: int = 200, error: str | None = None) -> Response:
@@ -42,7 +47,15 @@ async def _form(view: View, *, status: int = 200, error: str | None = None) -> R
         min=MIN_PASSWORD_LENGTH,
         max=MAX_PASSWORD_LENGTH,
     )
-    return view.render("password.html", status=status, error=error, required=required, rules=rules)
+    return view.render(
+        "password.html",
+        status=status,
+        error=error,
+        required=required,
+        rules=rules,
+        # Links elsewhere would only lead back here until the password is changed.
+        hide_navigation=required,
+    )
 
 
 @page(before_password_change=True)
@@ -96,7 +109,7 @@ async def change_password(view: View) -> Response:
         return await failed(view.gettext("The current password is incorrect."), 401)
     except RequestError as exc:
         # The password policy's message names the rule and never the password.
-        return await failed(exc.message, 400)
+        return await failed(_policy_message(view, exc.code) or exc.message, 400)
 
     console.limiter.reset(keys[1])
     await view.run(console.sessions.end, session.token)
@@ -113,6 +126,22 @@ async def change_password(view: View) -> Response:
         title=view.gettext("Password changed"),
         message=view.gettext("Your new password is in effect. Use it at your next sign-in."),
     )
+
+
+def _policy_message(view: View, code: str) -> str | None:
+    """Return the broken password rule of ``code`` in the page's language, None if unknown."""
+    rule = code.removeprefix("InvalidParameter.Password.")
+    if rule == "Length":
+        return view.gettext(
+            "Use %(min)s to %(max)s characters.", min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH
+        )
+    messages = {
+        "InvalidChars": _INVALID_CHARS,
+        "Weak": _WEAK,
+        "Unchanged": _UNCHANGED,
+    }
+    message = messages.get(rule)
+    return view.gettext(message) if message is not None else None
 
 
 def _input_problem(view: View, current: str, new: str, repeated: str) -> str | None:
