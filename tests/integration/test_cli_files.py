@@ -402,7 +402,7 @@ def test_connection_options_checked_first(files: Files, tmp_path: Path) -> None:
     args = ["encrypt-file", "--key-id", files.key_id, "--ca-cert", str(junk)]
     result = files.run([*args, str(plain), str(tmp_path / "out.hyok")])
     assert result.exit_code == 1
-    assert f"the file {junk} named by --ca-cert holds no valid PEM certificate" in result.stderr
+    assert f"the file {junk} named by --ca-cert contains no valid PEM certificate" in result.stderr
     assert "Traceback" not in result.output
 
     # --endpoint skips the default hyok-up.json, and the error says how to use it.

@@ -245,7 +245,7 @@ def test_ca_cert_without_certificate(tmp_path: Path, content: bytes) -> None:
     junk.write_bytes(content)
     message = resolve_error(options(up_file=write_up_file(tmp_path / "up.json"), ca_cert=junk))
     assert message == (
-        f"the file {junk} named by --ca-cert holds no valid PEM certificate; pass the PEM file "
+        f"the file {junk} named by --ca-cert contains no valid PEM certificate; pass the PEM file "
         "of the CA that signed the KMS certificate with --ca-cert"
     )
 

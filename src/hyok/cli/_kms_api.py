@@ -321,7 +321,7 @@ def resolve_target(options: ConnectionOptions) -> KmsTarget:
 
 
 def _check_ca_file(path: Path, origin: str) -> None:
-    """Reject a CA file that does not exist or holds no PEM certificate, before any call."""
+    """Reject a CA file that does not exist or contains no PEM certificate, before any call."""
     import ssl
 
     fix = "pass the PEM file of the CA that signed the KMS certificate with --ca-cert"
@@ -331,7 +331,7 @@ def _check_ca_file(path: Path, origin: str) -> None:
         ssl.create_default_context(cafile=str(path))
     except (ssl.SSLError, OSError, ValueError):
         raise CliError(
-            f"the file {path} named by {origin} holds no valid PEM certificate; {fix}"
+            f"the file {path} named by {origin} contains no valid PEM certificate; {fix}"
         ) from None
 
 
@@ -352,7 +352,7 @@ def _credentials(
 ) -> tuple[str, Secret]:
     """Return the AccessKey: both environment variables, else both fields of the file.
 
-    ``default_skipped`` tells that --endpoint made the default hyok-up.json go unread.
+    ``default_skipped`` is True when --endpoint left the default hyok-up.json unread.
     """
     env_id = os.environ.get(ACCESS_KEY_ID_ENV) or None
     env_secret = os.environ.get(ACCESS_KEY_SECRET_ENV) or None
