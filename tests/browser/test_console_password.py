@@ -112,3 +112,18 @@ def test_password_page_in_chinese(page: Any, console_stack: ConsoleStack) -> Non
     page.wait_for_load_state()
     assert error_text(page) == "至少包含一个字母和一个数字。"
     screenshot(page, "password-required-zh_CN")
+
+
+def test_wrong_current_passwords_are_limited(page: Any, console_stack: ConsoleStack) -> None:
+    name = new_user(console_stack, reset_required=False)
+    sign_in(page, console_stack, name, FIRST_PASSWORD)
+    page.goto(f"{console_stack.console_url}/password")
+    for _ in range(5):
+        change(page, "wrong-Pass-0000", NEW_PASSWORD)
+        assert error_text(page) == "The current password is incorrect."
+    change(page, FIRST_PASSWORD, NEW_PASSWORD)
+    assert error_text(page).startswith("Too many failed attempts. Try again after ")
+    # The same limit holds the user's sign-in name.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, console_stack, name, FIRST_PASSWORD)
+    assert "Too many failed sign-ins" in error_text(page)

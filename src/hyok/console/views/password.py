@@ -75,7 +75,8 @@ async def change_password(view: View) -> Response:
     current = await view.form_text("current_password", strip=False)
     new = await view.form_text("new_password", strip=False)
     repeated = await view.form_text("repeat_password", strip=False)
-    keys = [f"ip:{view.source_ip}", f"name:{session.principal.arn.lower()}"]
+    # The keys of sign-in: wrong current passwords count against the same limit.
+    keys = [f"ip:{view.source_ip}", f"name:{view.principal_name.lower()}"]
 
     async def failed(message: str, status: int) -> Response:
         return await _form(view, status=status, error=message)
