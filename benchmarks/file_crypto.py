@@ -389,16 +389,18 @@ def measure(options: argparse.Namespace, work: Path) -> list[Row]:
     return rows
 
 
+def _rounds(rows: Sequence[Row], name: str) -> list[Row]:
+    """Return the runs of the row ``name``, one per round."""
+    return [row for row in rows if row.name == name or row.name.startswith(f"{name} #")]
+
+
 def best(rows: Sequence[Row], name: str) -> Row:
-    matching = [row for row in rows if row.name == name or row.name.startswith(f"{name} #")]
-    return min(matching, key=lambda row: row.seconds)
+    return min(_rounds(rows, name), key=lambda row: row.seconds)
 
 
 def _median(rows: Sequence[Row], name: str, field: str) -> float:
     """Return the median of ``field`` over the rounds of the row ``name``."""
-    return statistics.median(
-        getattr(row, field) for row in rows if row.name == name or row.name.startswith(f"{name} #")
-    )
+    return statistics.median(getattr(row, field) for row in _rounds(rows, name))
 
 
 def report(rows: Sequence[Row], options: argparse.Namespace) -> list[str]:

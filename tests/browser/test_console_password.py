@@ -123,7 +123,7 @@ def test_wrong_current_passwords_are_limited(page: Any, console_stack: ConsoleSt
         assert error_text(page) == "The current password is incorrect."
     change(page, FIRST_PASSWORD, NEW_PASSWORD)
     assert error_text(page).startswith("Too many failed attempts. Try again after ")
-    # The same limit holds the user's sign-in name.
+    # The same limit applies to the user's sign-in name.
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, console_stack, name, FIRST_PASSWORD)
     assert "Too many failed sign-ins" in error_text(page)

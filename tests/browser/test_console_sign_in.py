@@ -58,7 +58,7 @@ def test_sign_in_ram_user_runs_as_user(page: Any, console_stack: ConsoleStack) -
     assert "Forbidden.NoPermission" in page.locator(".alert-error").inner_text()
     assert "You are not allowed" not in page.locator(".alert-error").inner_text()
 
-    # In Chinese, the box first says what the code means, then gives the API's own message.
+    # In Chinese, the box first states what the code means, then gives the API's own message.
     page.get_by_label("Language").select_option("zh_CN")
     page.get_by_role("button", name="Switch language").click()
     page.wait_for_load_state()

@@ -405,7 +405,7 @@ def test_connection_options_checked_first(files: Files, tmp_path: Path) -> None:
     assert f"the file {junk} named by --ca-cert contains no valid PEM certificate" in result.stderr
     assert "Traceback" not in result.output
 
-    # --endpoint skips the default hyok-up.json, and the error says how to use it.
+    # --endpoint skips the default hyok-up.json, and the error explains how to use it.
     env = {"HYOK_DATA_DIR": str(files.up_file.parent)}
     default = files.up_file.parent / "hyok-up.json"
     assert default == files.up_file

@@ -226,11 +226,16 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
     return ca_file, cert_file, key_file
 
 
+def server_context(tls_files: tuple[Path, Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls_files[1], tls_files[2])
+    return context
+
+
 def https_responder(
     tls_files: tuple[Path, Path, Path], status: str, body: bytes, content_type: str
 ) -> Callable[[socket.socket], None]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tls_files[1], tls_files[2])
+    context = server_context(tls_files)
 
     def handle(connection: socket.socket) -> None:
         with context.wrap_socket(connection, server_side=True) as secure:
@@ -303,32 +308,31 @@ def test_response_that_is_not_the_kms(
         assert expected in failure(client)
 
 
-def test_handshake_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_kms_direct, "CONNECT_TIMEOUT_MS", 300)
-    monkeypatch.setattr(_kms_api, "CONNECT_TIMEOUT_MS", 300)
-    release = threading.Event()
-
-    def handle(_connection: socket.socket) -> None:
-        release.wait(10)
-
-    try:
-        with peer(handle) as server, DirectKmsClient(peer_target(server.port, None)) as client:
-            message = failure(client)
-    finally:
-        release.set()
-    assert "cannot connect to the KMS at" in message
-    assert "no connection within" in message
-
-
-def test_response_timeout(
-    tls_files: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("tls", "timeout", "expected"),
+    [
+        # A server that accepts the connection but never does the TLS handshake.
+        (False, "CONNECT_TIMEOUT_MS", ("cannot connect to the KMS at", "no connection within")),
+        # A server that completes the handshake but never responds.
+        (True, "READ_TIMEOUT_MS", ("did not respond within", "check the KMS log")),
+    ],
+)
+def test_silent_peer_times_out(
+    tls_files: tuple[Path, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tls: bool,
+    timeout: str,
+    expected: tuple[str, str],
 ) -> None:
-    monkeypatch.setattr(_kms_direct, "READ_TIMEOUT_MS", 300)
+    monkeypatch.setattr(_kms_direct, timeout, 300)
+    monkeypatch.setattr(_kms_api, timeout, 300)
     release = threading.Event()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tls_files[1], tls_files[2])
+    context = server_context(tls_files)
 
     def handle(connection: socket.socket) -> None:
+        if not tls:
+            release.wait(10)
+            return
         with context.wrap_socket(connection, server_side=True):
             release.wait(10)
 
@@ -340,8 +344,8 @@ def test_response_timeout(
             message = failure(client)
     finally:
         release.set()
-    assert "did not respond within" in message
-    assert "check the KMS log" in message
+    for fragment in expected:
+        assert fragment in message
 
 
 def test_tunnels_through_an_authenticating_proxy(

@@ -146,11 +146,11 @@ def test_every_request_gets_a_new_nonce() -> None:
 
 def test_repr_leaves_out_parameters_and_signature() -> None:
     request = sign({"Plaintext": "c2VjcmV0"}, security_token=Secret(TOKEN))
-    shown = repr(request)
-    assert "c2VjcmV0" not in shown
-    assert TOKEN not in shown
-    assert request.headers["authorization"].rpartition("=")[2] not in shown
-    assert shown == "SignedRequest(action='GenerateDataKey', body=<18 bytes>)"
+    text = repr(request)
+    assert "c2VjcmV0" not in text
+    assert TOKEN not in text
+    assert request.headers["authorization"].rpartition("=")[2] not in text
+    assert text == "SignedRequest(action='GenerateDataKey', body=<18 bytes>)"
 
 
 def test_form_encode_uses_rfc_3986() -> None:

@@ -52,7 +52,7 @@ _PROXY_VARIABLES: Final = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy
 
 
 class KmsApiError(CliError):
-    """The KMS answered with an error; ``code`` is its error code, such as Forbidden.KeyNotFound."""
+    """An error response of the KMS; ``code`` is its error code, such as Forbidden.KeyNotFound."""
 
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)

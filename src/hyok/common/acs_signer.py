@@ -79,7 +79,7 @@ def sign_acs3(
     """Sign a POST of ``action`` to ``https://host/`` with its parameters in a form body.
 
     ``now`` and ``nonce`` are for tests; a request signs the current time and
-    a new random nonce, which the server rejects when it sees it again.
+    a new random nonce, which the server rejects when it receives it again.
     """
     body = form_encode(parameters).encode("ascii")
     signed_at = (now or datetime.now(UTC)).astimezone(UTC)

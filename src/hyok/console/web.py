@@ -286,6 +286,15 @@ class View:
             _active.reset(token)
         return self.finish(HTMLResponse(html, status_code=status))
 
+    def page_not_found(self) -> Response:
+        """Render the console's 404 page."""
+        return self.render(
+            "message.html",
+            status=404,
+            title=self.gettext("Page not found"),
+            message=self.gettext("The console has no page at this address."),
+        )
+
     def redirect(self, path: str, **query: str) -> Response:
         """Redirect (303) to a console path after a POST, with a notice key in the query."""
         target = safe_return_path(path)

@@ -160,12 +160,7 @@ async def choose_region(view: View) -> Response:
 
 @page(signed_in=False)
 async def _not_found(view: View) -> Response:
-    return view.render(
-        "message.html",
-        status=404,
-        title=view.gettext("Page not found"),
-        message=view.gettext("The console has no page at this address."),
-    )
+    return view.page_not_found()
 
 
 async def not_found(request: Request) -> Response:

@@ -61,7 +61,7 @@ async def _form(view: View, *, status: int = 200, error: str | None = None) -> R
 @page(before_password_change=True)
 async def password_form(view: View) -> Response:
     if view.console.passwords is None or _is_role(view):
-        return _unavailable(view)
+        return view.page_not_found()
     return await _form(view)
 
 
@@ -71,7 +71,7 @@ async def change_password(view: View) -> Response:
     session = view.session
     assert session is not None
     if console.passwords is None or _is_role(view):
-        return _unavailable(view)
+        return view.page_not_found()
     current = await view.form_text("current_password", strip=False)
     new = await view.form_text("new_password", strip=False)
     repeated = await view.form_text("repeat_password", strip=False)
@@ -155,15 +155,6 @@ def _input_problem(view: View, current: str, new: str, repeated: str) -> str | N
 
 def _is_role(view: View) -> bool:
     return view.session is not None and view.session.principal.kind is CallerKind.ROLE
-
-
-def _unavailable(view: View) -> Response:
-    return view.render(
-        "message.html",
-        status=404,
-        title=view.gettext("Page not found"),
-        message=view.gettext("The console has no page at this address."),
-    )
 
 
 def routes() -> list[BaseRoute]:

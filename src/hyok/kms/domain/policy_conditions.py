@@ -42,8 +42,10 @@ __all__ = [
     "ConditionContext",
     "ConditionOperator",
     "ConditionValue",
+    "IpAddress",
     "IpNetwork",
     "parse_conditions",
+    "parse_source_ip",
 ]
 
 MAX_TAG_KEY_LENGTH: Final = 128
@@ -56,6 +58,18 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ConditionValue = str | Decimal | datetime | bool | IpNetwork
 """One parsed value of a condition: its type follows the operator."""
+
+
+def parse_source_ip(text: str) -> IpAddress | None:
+    """Return the request's source address for ``acs:SourceIp``, or None when it is not an address.
+
+    A server that does not report the peer gives an empty string, which
+    matches no ``IpAddress`` condition.
+    """
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 class _ValueType(enum.Enum):

@@ -19,7 +19,6 @@ logs one line with the reason (never a parameter value).
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -35,7 +34,7 @@ from hyok.kms.domain.kms_actions import (
     authorization_for,
     resource_arn,
 )
-from hyok.kms.domain.policy_conditions import IpAddress
+from hyok.kms.domain.policy_conditions import parse_source_ip
 from hyok.kms.domain.policy_document import Effect, PolicyDocument, parse_policy
 from hyok.kms.domain.policy_errors import PolicyDocumentError, PolicyKind
 from hyok.kms.domain.policy_eval import AccessRequest, evaluate
@@ -139,7 +138,7 @@ async def authorize(
         addressed_by_arn=addressed_by_arn,
         current_time=services.clock(),
         secure_transport=ctx.secure_transport,
-        source_ip=_source_ip(ctx.source_ip),
+        source_ip=parse_source_ip(ctx.source_ip),
     )
     decision = evaluate(
         request,
@@ -162,13 +161,6 @@ async def authorize(
     raise ForbiddenNoPermissionError(
         f"{decision.reason}.", access_denied_detail=decision.access_denied_detail(request)
     )
-
-
-def _source_ip(text: str) -> IpAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
 
 
 def guard(name: str, action: Action) -> Action:

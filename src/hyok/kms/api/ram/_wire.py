@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from hyok.kms.domain.policy_conditions import IpAddress
+from hyok.kms.domain.policy_conditions import parse_source_ip
 from hyok.kms.domain.policy_principals import CallerKind
 from hyok.kms.ram.errors import NO_PERMISSION, RamError
 
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from hyok.kms.api.app import CallContext
     from hyok.kms.ram.identities import RamService
 
-__all__ = ["Runner", "require_permission", "require_root", "source_address", "wire_date"]
+__all__ = ["Runner", "require_permission", "require_root", "wire_date"]
 
 _T = TypeVar("_T")
 
@@ -57,13 +56,5 @@ async def require_permission(
         f"ram:{action}",
         resource_arn,
         ctx.secure_transport,
-        source_address(ctx),
+        parse_source_ip(ctx.source_ip),
     )
-
-
-def source_address(ctx: CallContext) -> IpAddress | None:
-    """Return the caller's address for ``acs:SourceIp`` conditions, or None when unknown."""
-    try:
-        return ipaddress.ip_address(ctx.source_ip) if ctx.source_ip else None
-    except ValueError:
-        return None

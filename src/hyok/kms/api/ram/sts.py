@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from hyok.kms.api.params import Params
-from hyok.kms.api.ram._wire import Runner, source_address, wire_date
+from hyok.kms.api.ram._wire import Runner, wire_date
+from hyok.kms.domain.policy_conditions import parse_source_ip
 from hyok.kms.domain.policy_principals import CallerKind
 from hyok.kms.ram import RamService, StsService
 from hyok.kms.ram.errors import invalid_parameter
@@ -73,7 +74,7 @@ def sts_handlers(sts: StsService, ram: RamService, run: Runner) -> dict[str, Sts
             role_arn=role_arn,
             session_name=session_name,
             duration_seconds=duration,
-            source_ip=source_address(ctx),
+            source_ip=parse_source_ip(ctx.source_ip),
             secure_transport=True,
         )
 
